@@ -1,0 +1,23 @@
+"""One kind of error for bad input, shown to a user as one line instead of a traceback."""
+
+import sys
+
+
+class InputError(ValueError):
+    """Bad input: a wrong shape, a bad label, a missing or corrupt file, a bad flag value.
+
+    The message names the problem and what to do about it. Programs print it on one line and
+    exit non-zero; library callers get an ordinary ValueError they can catch.
+    """
+
+
+def run_cli(main, prog, argv=None):
+    """Run main(argv); turn an InputError into 'prog: error: message' and exit status 2."""
+    try:
+        return main(argv)
+    except InputError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

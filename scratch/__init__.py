@@ -1,0 +1,1 @@
+"""The NumPy twin: a multilayer perceptron written by hand. Never imports torch."""

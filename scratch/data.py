@@ -1,0 +1,84 @@
+"""MNIST for the NumPy twin: IDX files into arrays, dataset checks, shuffled minibatches.
+
+Twin of torchimpl/data.py, which reads the same files with torch.frombuffer (or torchvision)
+and batches them with a DataLoader. Try it:
+    python -c "from scratch.data import load_mnist; X, y = load_mnist(); print(X.shape, y[:10])"
+"""
+
+import numpy as np
+
+from common.errors import InputError
+from common.idx import IMAGE_MAGIC, LABEL_MAGIC, mnist_paths, parse_header, read_raw, read_verified
+
+# N examples, D features (784 = 28 * 28 pixels), C classes
+
+# ----------------------------------------------------------------------------- reading files
+
+
+def _as_array(raw, path, magic=None):
+    dims, offset = parse_header(raw, path, magic)
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def read_idx(path):
+    """Read an IDX file of unsigned bytes (gzip'd if its name ends in .gz) into a uint8 array."""
+    return _as_array(read_raw(path), path)
+
+
+def load_mnist(data_dir=None, split="train"):
+    """Return (X, y): X float32 (N, 784) with pixels scaled to [0, 1], y int64 (N,).
+
+    Each file's SHA-256 is checked first (MNIST or Fashion-MNIST), then its IDX header.
+    """
+    images_path, labels_path = mnist_paths(data_dir, split)
+    images = _as_array(read_verified(images_path), images_path, IMAGE_MAGIC)  # N, 28, 28
+    labels = _as_array(read_verified(labels_path), labels_path, LABEL_MAGIC)  # N
+    if len(images) != len(labels):
+        raise InputError(f"{images_path} holds {len(images)} images but {labels_path} holds "
+                         f"{len(labels)} labels; the files do not belong together")
+    X = images.reshape(len(images), -1).astype(np.float32) / np.float32(255)  # N, D
+    y = labels.astype(np.int64)  # N
+    return X, y
+
+
+# ----------------------------------------------------------------------------- checking data
+
+
+def check_dataset(X, y, n_features, n_classes):
+    """Raise InputError unless X is (N, n_features) finite floats, y (N,) ints in [0, n_classes)."""
+    if X.ndim != 2:
+        raise InputError(f"inputs must be a 2-d array (examples, features), got shape {X.shape}")
+    if len(X) == 0:
+        raise InputError("the dataset is empty: there is nothing to train or evaluate on")
+    if X.shape[1] != n_features:
+        raise InputError(f"inputs have {X.shape[1]} features but the first layer expects "
+                         f"{n_features}: reshape the data or change the layer sizes")
+    if not np.issubdtype(X.dtype, np.floating):
+        raise InputError(f"inputs must be floating point, got {X.dtype}: scale them, e.g. X / 255")
+    if not np.isfinite(X).all():
+        row = int(np.argwhere(~np.isfinite(X))[0, 0])
+        raise InputError(f"inputs contain NaN or inf (first in row {row}): clean the data first")
+    if y.shape != (len(X),):
+        raise InputError(f"labels must have shape ({len(X)},) to match the inputs, got {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise InputError(f"labels must be integer class indices, got {y.dtype}: "
+                         f"convert with y.astype(np.int64)")
+    if y.min() < 0 or y.max() >= n_classes:
+        bad = int(y.min() if y.min() < 0 else y.max())
+        raise InputError(f"labels must lie in [0, {n_classes}), found {bad}")
+
+
+# ----------------------------------------------------------------------------- minibatches
+
+
+def iterate_minibatches(X, y, batch_size, rng=None):
+    """Yield (X_batch, y_batch) covering every example once, shuffled by `rng` when given.
+
+    The last batch keeps the remainder (like DataLoader's drop_last=False).
+    """
+    if batch_size <= 0:
+        raise InputError(f"batch size must be positive, got {batch_size}")
+    order = rng.permutation(len(X)) if rng is not None else np.arange(len(X))
+    for start in range(0, len(X), batch_size):
+        idx = order[start:start + batch_size]
+        yield X[idx], y[idx]  # B, D and B
