@@ -1,0 +1,1 @@
+"""Parity: the NumPy twin and the PyTorch twin, started from the same weights, compared tensor by tensor."""
