@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.errors import InputError
-from scratch.layers import (batchnorm_backward, batchnorm_forward, dropout_backward, dropout_forward,
-                            dropout_mask, leaky_relu_backward, leaky_relu_forward, sigmoid_backward,
-                            sigmoid_forward, tanh_backward, tanh_forward)
+from scratch.layers import (batchnorm_backward, batchnorm_forward, dropout_backward,
+                            dropout_forward, dropout_mask, leaky_relu_backward, leaky_relu_forward,
+                            sigmoid_backward, sigmoid_forward, tanh_backward, tanh_forward)
 
 # float64 against torch: the two sides differ only in rounding (torch's SIMD exp/tanh, its fused
 # multiply-adds, its summation order), a few units in the last place of ~1e-16. 1e-13 leaves a
@@ -49,7 +49,7 @@ def torch_grads(fn, arrays, dout):
 
 
 def numeric_grad(f, x, h=FD_STEP):
-    """Central differences of the scalar f() with respect to every entry of x (perturbed in place)."""
+    """Central differences of the scalar f() with respect to each entry of x (bumped in place)."""
     grad = np.zeros_like(x)
     for i in np.ndindex(x.shape):
         old = x[i]
@@ -127,7 +127,7 @@ def test_activations_match_torch_for_any_shape(n, h, scale, seed):
 
 @pytest.mark.parametrize("p", [0.0, 0.2, 0.5, 0.9])
 def test_dropout_with_a_given_mask_matches_torch(p):
-    """torch's dropout is x * (bernoulli(1 - p) / (1 - p)); the same keep pattern gives the same x."""
+    """torch's dropout is x * (bernoulli(1 - p) / (1 - p)); the same keep pattern, the same out."""
     rng = np.random.default_rng(3)
     x, dout = rng.standard_normal((64, 50)), rng.standard_normal((64, 50))  # N, H
     mask = dropout_mask(np.random.default_rng(4), x.shape, p)  # N, H
