@@ -1,7 +1,11 @@
 """Optimizers by hand, with torch.optim's exact update rules.
 
-Twin: torch.optim (used in torchimpl/train.py). An optimizer holds the parameter dict and
-updates its arrays in place on step(grads), as torch's optimizers update param.data.
+Twin: torch.optim.SGD, Adam and AdamW (used in torchimpl/train.py). An optimizer holds the
+parameter dict and updates its arrays in place on step(grads), as torch's optimizers update
+param.data. Its buffers live in .state (name -> buffer, as torch's optimizer.state[param]) and
+its learning rate in .lr, which a schedule (scratch/schedules.py) may change between steps.
+Where torch's kernels use a fused multiply-add (add with alpha, lerp, addcmul) the results can
+differ in the last bit; every other operation follows torch's order.
 """
 
 import numpy as np
@@ -43,3 +47,70 @@ class SGD:
                     buf += (1 - self.dampening) * g
                 g = g + self.momentum * buf if self.nesterov else buf
             p -= self.lr * g
+
+
+# ----------------------------------------------------------------------------- Adam
+
+
+class Adam:
+    """torch.optim.Adam: with t the step count (incremented first), g = grad + weight_decay * p,
+        m = b1 m + (1 - b1) g,   v = b2 v + (1 - b2) g^2,
+        p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+    eps is added to sqrt(v-hat), not inside the square root. state[name] holds "step" (int),
+    "exp_avg" (m) and "exp_avg_sq" (v), torch's names; lr may be changed between steps.
+    """
+
+    decoupled_weight_decay = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        beta1, beta2 = betas
+        if not lr >= 0 or not eps >= 0 or not weight_decay >= 0:
+            raise InputError(f"learning rate, eps and weight decay must be >= 0, "
+                             f"got {lr}, {eps}, {weight_decay}")
+        if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+            raise InputError(f"Adam's betas must each lie in [0, 1), got {betas}")
+        self.params, self.lr = params, lr
+        self.betas, self.eps, self.weight_decay = (beta1, beta2), eps, weight_decay
+        self.state = {}  # name -> {"step": t, "exp_avg": m, "exp_avg_sq": v}
+
+    def step(self, grads):
+        beta1, beta2 = self.betas
+        for name, p in self.params.items():
+            g = grads[name]
+            state = self.state.get(name)
+            if state is None:
+                state = self.state[name] = {"step": 0, "exp_avg": np.zeros_like(p),
+                                            "exp_avg_sq": np.zeros_like(p)}
+            state["step"] += 1
+            t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+            if self.weight_decay:
+                if self.decoupled_weight_decay:
+                    p *= 1 - self.lr * self.weight_decay  # AdamW: shrink p, g stays the loss's
+                else:
+                    g = g + self.weight_decay * p  # Adam: L2 penalty folded into g
+            # m = b1 m + (1 - b1) g, written as torch's lerp m + w (g - m), w = 1 - b1; torch
+            # switches to g - (g - m)(1 - w) when w >= 0.5, which rounds differently
+            w = 1 - beta1
+            if abs(w) < 0.5:
+                m += w * (g - m)  # shape of p, like every array here
+            else:
+                m[...] = g - (g - m) * (1 - w)
+            v *= beta2
+            v += (1 - beta2) * g * g  # torch's addcmul: v + (value * g) * g
+            # bias corrections: m and v start at 0, so early averages are too small by 1 - b^t
+            bias_correction1 = 1 - beta1 ** t
+            bias_correction2 = 1 - beta2 ** t
+            step_size = self.lr / bias_correction1
+            denom = np.sqrt(v) / bias_correction2 ** 0.5 + self.eps  # sqrt(v-hat) + eps
+            p += -step_size * m / denom  # torch's addcdiv: p + (value * m) / denom
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam with decoupled weight decay, p *= 1 - lr * weight_decay before the
+    moment updates, and weight_decay 1e-2 by default. The decay never enters m or v.
+    """
+
+    decoupled_weight_decay = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr, betas, eps, weight_decay)
