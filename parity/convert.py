@@ -43,6 +43,16 @@ def load_params_into(model, params):
 # ----------------------------------------------------------------------------- torch -> scratch
 
 
+def parameters_by_scratch_name(model):
+    """{"W1": net.0.weight, "b1": net.0.bias, ...}: the model's own Parameters (no copies), in
+    scratch order, so that their .grad and their values can be read under scratch's names."""
+    linears = [m for m in model.net if isinstance(m, nn.Linear)]
+    named = {}
+    for k, linear in enumerate(linears, start=1):
+        named[f"W{k}"], named[f"b{k}"] = linear.weight, linear.bias
+    return named
+
+
 def state_dict_to_params(state_dict):
     """Scratch params from a torchimpl MLP state_dict (keys net.<index>.weight / .bias)."""
     by_index = {}

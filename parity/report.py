@@ -1,0 +1,119 @@
+"""What `python -m parity` prints: a table per dtype, a one-line summary, or one JSON object.
+
+Pure formatting of parity.run's Results; nothing here computes an error. Try it:
+    python -m parity --steps 50 --limit 3200
+"""
+
+import json
+import math
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def _num(value, as_int=False):
+    if value is None:
+        return "-"
+    if as_int:
+        return str(int(value))
+    if value == 0:
+        return "0"
+    return "inf" if math.isinf(value) else f"{value:.1e}"
+
+
+def _verdict(record):
+    if record.tolerance is None:
+        return "reported"
+    return "ok" if record.ok else "FAIL"
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def describe(config, n_train, n_test, steps):
+    sizes = "-".join(map(str, config.layer_sizes))
+    epochs = steps * config.batch_size / n_train
+    sgd = f"SGD lr {config.lr:g}" + (f" momentum {config.momentum:g}" if config.momentum else "")
+    sgd += " nesterov" * config.nesterov + (f" weight decay {config.weight_decay:g}" if config.weight_decay else "")
+    return (f"parity: {sizes} ReLU, {sgd}, batch {config.batch_size}, seed {config.seed}, "
+            f"{n_train} train / {n_test} test images, {steps} steps ({epochs:.2f} epochs)")
+
+
+LEGEND = ("rel err = max|scratch - torch| / max|torch| per tensor; over SGD steps, the worst step; "
+          "float32 weights over a run are reported, not checked")
+HEADER = f"  {'check':<16}{'tensor':<23}{'shape':<13}{'max abs err':>12}{'max rel err':>13}{'tolerance':>11}  verdict"
+
+
+def format_record(r):
+    counted = r.name == "predictions differing"  # a count of images, not an error
+    line = (f"  {r.check:<16}{r.name:<23}{str(r.shape):<13}{_num(r.max_abs_err, counted):>12}"
+            f"{_num(r.max_rel_err):>13}{_num(r.tolerance, counted):>11}  {_verdict(r)}")
+    extras = [f"worst at step {r.step}"] if r.step is not None else []
+    extras += [r.note] if r.note else []
+    return line + (f"  ({'; '.join(extras)})" if extras else "")
+
+
+def format_result(result):
+    """A dtype's block: heading, one line per record, the drift every few steps."""
+    title = f"{result.dtype}" + (" (TF32 off)" if result.dtype == "float64" else "")
+    lines = [f"{title}, {result.seconds:.1f}s", HEADER, *map(format_record, result.records)]
+    if result.drift:
+        lines.append("  drift: largest weight error (rel) after step")
+        cells = [f"{d['step']:>6} {_num(d['max_rel_err']):>8}" for d in result.drift]
+        lines += ["  " + "".join(cells[i:i + 5]) for i in range(0, len(cells), 5)]
+    return "\n".join(lines)
+
+
+def summary(results):
+    """One line: the verdict, how many checks passed, and each dtype's headline figures."""
+    records = [r for res in results for r in res.records]
+    checked = [r for r in records if r.tolerance is not None]
+    passed = sum(r.ok for r in checked)
+    verdict = "PASS" if passed == len(checked) else "FAIL"
+    parts = [f"parity {verdict}: {passed} of {len(checked)} checks within tolerance"]
+    for res in results:
+        one = max((r for r in res.records if r.check == "one batch"), key=lambda r: r.max_rel_err)
+        part = f"{res.dtype}: one batch {_num(one.max_rel_err)} ({one.name})"
+        if res.drift:
+            part += f", weights after {res.steps} steps {_num(res.drift[-1]['max_rel_err'])}"
+        if res.accuracy:
+            part += f", test acc {res.accuracy['scratch']:.4f} / {res.accuracy['torch']:.4f}"
+        parts.append(part)
+    failed = [f"{r.dtype} {r.name}" for r in checked if not r.ok]
+    if failed:
+        parts.append("failing: " + ", ".join(failed))
+    return "; ".join(parts)
+
+
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def _finite_or_none(value):
+    """JSON has no inf or NaN: a non-finite error (shape mismatch, NaN) becomes null."""
+    return value if value is None or math.isfinite(value) else None
+
+
+def record_dict(r):
+    return {"check": r.check, "name": r.name, "dtype": r.dtype, "shape": list(r.shape),
+            "max_abs_err": _finite_or_none(float(r.max_abs_err)),
+            "max_rel_err": _finite_or_none(float(r.max_rel_err)),
+            "tolerance": r.tolerance, "checked": r.checked, "ok": r.ok,
+            "step": r.step, "note": r.note}
+
+
+def to_json(config, results, n_train, n_test):
+    """The one JSON object: ok, the configuration, every record, drift and accuracies per dtype."""
+    configuration = {"layer_sizes": list(config.layer_sizes), "lr": config.lr, "momentum": config.momentum,
+                     "weight_decay": config.weight_decay, "nesterov": config.nesterov,
+                     "batch_size": config.batch_size, "seed": config.seed,
+                     "steps": results[0].steps if results else config.steps, "limit": config.limit,
+                     "dtypes": [res.dtype for res in results], "n_train": n_train, "n_test": n_test}
+    return json.dumps({
+        "ok": all(res.ok for res in results),
+        "config": configuration,
+        "records": [record_dict(r) for res in results for r in res.records],
+        "drift": {res.dtype: res.drift for res in results},
+        "accuracy": {res.dtype: res.accuracy for res in results},
+        "seconds": {res.dtype: round(res.seconds, 3) for res in results},
+    })
