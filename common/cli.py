@@ -33,13 +33,56 @@ def positive_float(text):
     return value
 
 
+def unit_interval(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
+def non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+ACTIVATIONS = ["relu", "tanh", "sigmoid", "leaky_relu"]
+OPTIMIZERS = ["sgd", "adam", "adamw"]
+LOSSES = ["ce", "bce", "bce-logits", "mse"]
+DEFAULT_LR = {"sgd": 0.5, "adam": 1e-3, "adamw": 1e-3}  # SGD: the textbook's; Adam(W): torch's
+DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "adam": 0.0, "adamw": 1e-2}  # torch's defaults
+
+
 def add_model_flags(parser):
-    """The flags that define a run: the network, the optimizer, the data. Shared with parity."""
+    """The flags that define a run: network, optimizer, loss, data. Shared with parity."""
     parser.add_argument("--hidden", type=positive_int, nargs="*", default=[128, 64],
                         metavar="H", help="hidden layer widths (default: 128 64)")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="relu", help="hidden activation (default: relu)")
+    parser.add_argument("--batchnorm", action="store_true", help="batch norm between each hidden Linear and its activation")
+    parser.add_argument("--dropout", type=unit_interval, default=0.0, metavar="P",
+                        help="dropout probability after each hidden activation (default: 0)")
+    parser.add_argument("--loss", choices=LOSSES, default="ce",
+                        help="ce: softmax cross-entropy on logits; bce: sigmoid outputs with binary "
+                             "cross-entropy; bce-logits: binary cross-entropy on logits; mse: mean "
+                             "squared error (bce, bce-logits and mse against one-hot targets) (default: ce)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="(default: sgd)")
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help="learning rate (default: 0.5 for sgd, 0.001 for adam and adamw)")
+    parser.add_argument("--momentum", type=non_negative_float, default=0.0, help="SGD momentum (default: 0)")
+    parser.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD, needs --momentum)")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=None,
+                        help="weight decay (default: 0, or 0.01 for adamw as in torch)")
+    parser.add_argument("--schedule", choices=["none", "cosine"], default="none",
+                        help="cosine: anneal the lr to 0 over the epochs, stepped once per epoch (default: none)")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="minibatch size (default: 64)")
-    parser.add_argument("--lr", type=positive_float, default=0.5, help="learning rate (default: 0.5)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights and shuffling (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and dropout (default: 0)")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
                         help="folder with the four MNIST .gz files (default: data/mnist in the repository)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
@@ -48,6 +91,19 @@ def add_model_flags(parser):
                         help="train on the first N training images only")
     parser.add_argument("--json", action="store_true", help="print one JSON object per line instead of text")
     return parser
+
+
+def finish_args(parser, args):
+    """Fill the defaults that depend on the optimizer and refuse combinations that make no sense."""
+    if args.lr is None:
+        args.lr = DEFAULT_LR[args.optimizer]
+    if args.weight_decay is None:
+        args.weight_decay = DEFAULT_WEIGHT_DECAY[args.optimizer]
+    if args.optimizer != "sgd" and (args.momentum or args.nesterov):
+        parser.error(f"--momentum and --nesterov belong to sgd, not {args.optimizer} (Adam's betas are fixed at torch's defaults)")
+    if args.nesterov and args.momentum == 0:
+        parser.error("--nesterov needs --momentum above 0")
+    return args
 
 
 def build_parser(prog, description, device=False):
@@ -61,14 +117,23 @@ def build_parser(prog, description, device=False):
     return parser
 
 
+def parse_args(parser, argv):
+    return finish_args(parser, parser.parse_args(argv))
+
+
 def layer_sizes(args):
     return [N_FEATURES, *args.hidden, N_CLASSES]
 
 
 def describe_run(name, args, n_train, n_test, extra=""):
     """The line printed before the first epoch, the same on both twins but for the name."""
-    sizes = "-".join(map(str, layer_sizes(args)))
-    return (f"{name}: {sizes} ReLU, SGD lr {args.lr:g}, batch {args.batch_size}, {args.dtype}, "
+    net = "-".join(map(str, layer_sizes(args))) + f" {args.activation}"
+    net += " batchnorm" * args.batchnorm + (f" dropout {args.dropout:g}" if args.dropout else "")
+    opt = f"{args.optimizer} lr {args.lr:g}"
+    opt += f" momentum {args.momentum:g}" if args.momentum else ""
+    opt += " nesterov" * args.nesterov + (f" weight decay {args.weight_decay:g}" if args.weight_decay else "")
+    opt += " cosine" if args.schedule == "cosine" else ""
+    return (f"{name}: {net}, {opt}, {args.loss} loss, batch {args.batch_size}, {args.dtype}, "
             f"{n_train} train / {n_test} test images{extra}")
 
 
@@ -95,3 +160,9 @@ def progress(iterable, total, desc):
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, leave=False, unit="batch")
+
+
+def diverged(epoch, step, value):
+    """The message for a loss that became nan or inf: where, what, and what to try."""
+    return (f"training stopped at epoch {epoch}, step {step}: the loss is {value}; the run "
+            f"diverged, lower the learning rate (--lr) or check the inputs for extreme values")

@@ -1,14 +1,44 @@
 """The network by hand: parameters drawn as nn.Linear draws them, forward with caches, backward.
 
 Twin: torchimpl/model.py (class MLP). Parameters live in a dict {"W1", "b1", "W2", ...}; W_i is
-stored (out, in) like nn.Linear's weight, so copying across is a plain copy. Layers alternate
-Linear and ReLU, with raw logits out. Notation: N batch, D in, H hidden, C classes.
+stored (out, in) like nn.Linear's weight, so copying across is a plain copy. Each hidden layer
+is Linear, then BatchNorm (optional), the activation, then Dropout (optional); the last layer is
+Linear alone, with a sigmoid on top only for binary cross-entropy on probabilities.
+Notation: N batch, D in, H hidden, C classes.
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from common.errors import InputError
-from scratch.layers import linear_backward, linear_forward, relu_backward, relu_forward
+from scratch import layers
+
+# ----------------------------------------------------------------------------- architecture
+
+ACTIVATIONS = {  # name -> (forward, backward), nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU
+    "relu": (layers.relu_forward, layers.relu_backward),
+    "tanh": (layers.tanh_forward, layers.tanh_backward),
+    "sigmoid": (layers.sigmoid_forward, layers.sigmoid_backward),
+    "leaky_relu": (layers.leaky_relu_forward, layers.leaky_relu_backward),
+}
+
+
+@dataclass(frozen=True)
+class Arch:
+    """How the layers are wired beyond their widths: torch's choice of modules in MLP.net."""
+
+    activation: str = "relu"
+    batchnorm: bool = False
+    dropout: float = 0.0  # probability of dropping a hidden unit in training
+    sigmoid_output: bool = False  # probabilities out, for binary cross-entropy
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise InputError(f"unknown activation {self.activation!r}: use one of {', '.join(ACTIVATIONS)}")
+        if not 0 <= self.dropout < 1:
+            raise InputError(f"dropout probability must be in [0, 1), got {self.dropout}")
+
 
 # ----------------------------------------------------------------------------- parameters
 
@@ -23,11 +53,12 @@ def check_layer_sizes(layer_sizes):
     return [int(s) for s in sizes]
 
 
-def init_params(layer_sizes, rng, dtype=np.float32):
+def init_params(layer_sizes, rng, dtype=np.float32, batchnorm=False):
     """W_i, b_i ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), exactly nn.Linear's distribution.
 
     nn.Linear calls kaiming_uniform_(a=sqrt(5)): bound = sqrt(2 / (1 + 5)) * sqrt(3 / fan_in)
-    = 1 / sqrt(fan_in); its bias uses the same bound.
+    = 1 / sqrt(fan_in); its bias uses the same bound. With batchnorm every hidden layer also
+    gets gamma_i = 1 and beta_i = 0, as nn.BatchNorm1d starts.
     """
     sizes = check_layer_sizes(layer_sizes)
     params = {}
@@ -35,11 +66,26 @@ def init_params(layer_sizes, rng, dtype=np.float32):
         bound = 1 / np.sqrt(fan_in)
         params[f"W{i}"] = rng.uniform(-bound, bound, size=(fan_out, fan_in)).astype(dtype)
         params[f"b{i}"] = rng.uniform(-bound, bound, size=fan_out).astype(dtype)
+        if batchnorm and i < len(sizes) - 1:
+            params[f"gamma{i}"] = np.ones(fan_out, dtype)
+            params[f"beta{i}"] = np.zeros(fan_out, dtype)
     return params
 
 
+def init_buffers(params):
+    """Batch norm's running statistics (torch's buffers): mean 0, variance 1, nothing counted."""
+    buffers = {}
+    for name, gamma in params.items():
+        if name.startswith("gamma"):
+            i = name[len("gamma"):]
+            buffers[f"running_mean{i}"] = np.zeros_like(gamma)
+            buffers[f"running_var{i}"] = np.ones_like(gamma)
+            buffers[f"num_batches_tracked{i}"] = 0
+    return buffers
+
+
 def layer_sizes_of(params):
-    n = len(params) // 2
+    n = sum(name.startswith("W") for name in params)
     return [params["W1"].shape[1]] + [params[f"W{i}"].shape[0] for i in range(1, n + 1)]
 
 
@@ -50,9 +96,13 @@ def count_params(params):
 # ----------------------------------------------------------------------------- forward
 
 
-def forward(params, X):
-    """Return (logits, caches): Linear, ReLU, ..., Linear. Caches hold what backward needs."""
-    n_layers = len(params) // 2
+def forward(params, X, arch=Arch(), buffers=None, train=True, masks=None, rng=None):
+    """Return (out, caches). train=False is evaluation mode (torch's model.eval()): batch norm
+    uses its running statistics and dropout is the identity. In training, batch norm's running
+    statistics in `buffers` are updated, and dropout uses masks[i - 1] for hidden layer i when
+    given (parity hands both twins the same masks), otherwise draws masks from `rng`.
+    """
+    n_layers = sum(name.startswith("W") for name in params)
     W1 = params["W1"]
     if X.ndim != 2 or X.shape[1] != W1.shape[1]:
         raise InputError(f"inputs have shape {X.shape} but the first layer expects "
@@ -60,38 +110,64 @@ def forward(params, X):
     if X.dtype != W1.dtype:
         raise InputError(f"inputs are {X.dtype} but the parameters are {W1.dtype}: "
                          f"cast one to the other")
+    activation_forward = ACTIVATIONS[arch.activation][0]
     h, caches = X, []  # N, D
     for i in range(1, n_layers + 1):
-        h, linear_cache = linear_forward(h, params[f"W{i}"], params[f"b{i}"])  # N, H_i
-        relu_cache = None
-        if i < n_layers:
-            h, relu_cache = relu_forward(h)  # N, H_i
-        caches.append((linear_cache, relu_cache))
-    return h, caches  # logits N, C
+        h, cache = layers.linear_forward(h, params[f"W{i}"], params[f"b{i}"])  # N, H_i
+        caches.append(("linear", i, cache))
+        if i == n_layers:
+            break
+        if f"gamma{i}" in params:
+            h, cache, mean, var = layers.batchnorm_forward(
+                h, params[f"gamma{i}"], params[f"beta{i}"], buffers[f"running_mean{i}"],
+                buffers[f"running_var{i}"], train=train)  # N, H_i
+            if train:
+                buffers[f"running_mean{i}"], buffers[f"running_var{i}"] = mean, var
+                buffers[f"num_batches_tracked{i}"] += 1
+            caches.append(("batchnorm", i, cache))
+        h, cache = activation_forward(h)  # N, H_i
+        caches.append((arch.activation, i, cache))
+        if train and arch.dropout > 0:
+            mask = masks[i - 1] if masks is not None else layers.dropout_mask(rng, h.shape, arch.dropout, h.dtype)
+            h, cache = layers.dropout_forward(h, mask)  # N, H_i
+            caches.append(("dropout", i, cache))
+    if arch.sigmoid_output:
+        h, cache = layers.sigmoid_forward(h)  # N, C   probabilities
+        caches.append(("sigmoid", n_layers, cache))
+    return h, caches  # N, C
 
 
 # ----------------------------------------------------------------------------- backward
 
 
-def backward(dlogits, caches):
-    """Return (grads, dX): grads has the same keys as params; dX is dL/dinput."""
-    grads, dh = {}, dlogits  # N, C
-    for i in range(len(caches), 0, -1):
-        linear_cache, relu_cache = caches[i - 1]
-        if relu_cache is not None:
-            dh = relu_backward(dh, relu_cache)  # N, H_i
-        dh, grads[f"W{i}"], grads[f"b{i}"] = linear_backward(dh, linear_cache)  # N, H_{i-1}
+def backward(dout, caches):
+    """Return (grads, dX): grads has the same keys (in the same order) as params; dX = dL/dinput."""
+    grads, dh = {}, dout  # N, C
+    for kind, i, cache in reversed(caches):
+        if kind == "linear":
+            dh, grads[f"W{i}"], grads[f"b{i}"] = layers.linear_backward(dh, cache)  # N, H_{i-1}
+        elif kind == "batchnorm":
+            dh, grads[f"gamma{i}"], grads[f"beta{i}"] = layers.batchnorm_backward(dh, cache)  # N, H_i
+        elif kind == "dropout":
+            dh = layers.dropout_backward(dh, cache)  # N, H_i
+        else:  # an activation, or the sigmoid on the output
+            dh = ACTIVATIONS[kind][1](dh, cache)  # N, H_i
     return {name: grads[name] for name in sorted(grads, key=_param_order)}, dh
 
 
+_KINDS = ("W", "b", "gamma", "beta")
+
+
 def _param_order(name):
-    return int(name[1:]), name[0] != "W"  # W1, b1, W2, b2, ...
+    """W1, b1, gamma1, beta1, W2, ...: the order of init_params and of torch's parameters()."""
+    kind = name.rstrip("0123456789")
+    return int(name[len(kind):]), _KINDS.index(kind)
 
 
 # ----------------------------------------------------------------------------- predicting
 
 
-def predict(params, X):
-    """The class with the largest logit for each row."""
-    logits, _ = forward(params, X)
-    return logits.argmax(axis=1)
+def predict(params, X, arch=Arch(), buffers=None):
+    """The class with the largest output for each row, in evaluation mode."""
+    out, _ = forward(params, X, arch, buffers, train=False)
+    return out.argmax(axis=1)

@@ -1,5 +1,6 @@
 """Both training programs as a user runs them: the same flags, the same lines, clear errors."""
 
+import importlib
 import json
 import re
 import subprocess
@@ -20,8 +21,8 @@ def test_one_epoch_on_2000_images_prints_a_header_and_a_sane_epoch_line(module):
     result = run(module, "--epochs", "1", "--limit", "2000")
     assert result.returncode == 0, result.stderr
     header, line = result.stdout.strip().splitlines()
-    assert header.startswith(f"{module.split('.')[0]}: 784-128-64-10 ReLU, SGD lr 0.5, batch 64, float32, "
-                             "2000 train / 10000 test images")
+    assert header.startswith(f"{module.split('.')[0]}: 784-128-64-10 relu, sgd lr 0.5, ce loss, batch 64, "
+                             "float32, 2000 train / 10000 test images")
     loss, train_acc, test_acc, seconds = map(float, EPOCH_LINE.match(line).groups())
     assert 0 < loss < 2.3026  # below log(10), the loss of a uniform guess: it learned something
     assert 0.2 < train_acc <= 1 and 0.2 < test_acc <= 1  # at least twice chance after 32 steps
@@ -53,6 +54,50 @@ def test_bad_flags_give_one_clear_error_line_and_a_nonzero_exit(module, args, me
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert message in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("module", PROGRAMS)
+def test_a_diverging_run_stops_at_the_first_non_finite_loss_with_a_hint(module):
+    result = run(module, "--epochs", "3", "--limit", "1000", "--lr", "1e30")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "error: training stopped at epoch 1, step 2: the loss is nan; the run diverged, lower the "
+        "learning rate (--lr) or check the inputs for extreme values")
+
+
+TOOLBOX_RUNS = [
+    ["--batchnorm", "--dropout", "0.2", "--optimizer", "adamw", "--weight-decay", "1e-4", "--schedule", "cosine"],
+    ["--optimizer", "sgd", "--momentum", "0.9", "--nesterov", "--lr", "0.1", "--activation", "tanh", "--loss", "bce"],
+    ["--optimizer", "adam", "--activation", "leaky_relu", "--loss", "bce-logits"],
+    ["--activation", "sigmoid", "--loss", "mse", "--optimizer", "adam", "--weight-decay", "1e-3"],
+    ["--momentum", "0.5", "--weight-decay", "1e-3", "--dropout", "0.1"],
+]
+
+
+@pytest.mark.parametrize("module", PROGRAMS)
+@pytest.mark.parametrize("flags", TOOLBOX_RUNS, ids=["bn-dropout-adamw-cosine", "nesterov-tanh-bce",
+                                                     "adam-leaky-bce-logits", "sigmoid-mse-adam",
+                                                     "momentum-decay-dropout"])
+def test_every_toolbox_flag_trains_and_beats_chance(module, flags, capsys):
+    # In-process (main(argv)) rather than a subprocess: the same code path, without paying for
+    # a fresh interpreter and torch import per case.
+    assert importlib.import_module(module).main(["--epochs", "2", "--limit", "3000", "--json", *flags]) == 0
+    first, last = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert last["train_loss"] < first["train_loss"]  # it learns
+    assert last["test_acc"] > 0.3  # three times chance after 94 steps on 3000 images
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--optimizer", "adam", "--momentum", "0.9"], "--momentum and --nesterov belong to sgd, not adam"),
+    (["--nesterov"], "--nesterov needs --momentum above 0"),
+    (["--dropout", "1"], "argument --dropout: must be at least 0 and below 1, got 1"),
+    (["--loss", "hinge"], "argument --loss: invalid choice: 'hinge'"),
+])
+def test_toolbox_flag_mistakes_are_one_line_errors(args, message):
+    for module in PROGRAMS:
+        result = run(module, *args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert message in result.stderr.strip().splitlines()[-1]
 
 
 def test_asking_for_cuda_without_it_is_a_clear_error():
