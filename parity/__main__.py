@@ -44,7 +44,8 @@ def config_from_args(parser, args):
                              f"(relu, cross-entropy, SGD) only; leave --{flag.replace('_', '-')} out")
     return Config(layer_sizes=tuple(cli.layer_sizes(args)),
                   lr=DEFAULT_LR if args.lr is None else args.lr,
-                  momentum=getattr(args, "momentum", 0.0), weight_decay=getattr(args, "weight_decay", 0.0) or 0.0,
+                  momentum=getattr(args, "momentum", 0.0),
+                  weight_decay=getattr(args, "weight_decay", 0.0) or 0.0,
                   nesterov=getattr(args, "nesterov", False), batch_size=args.batch_size, seed=args.seed,
                   steps=args.steps, limit=args.limit, data_dir=args.data_dir,
                   dtypes=(args.dtype,) if args.dtype else DTYPES)
@@ -65,6 +66,7 @@ def main(argv=None):
     results = run(config, (train, test), on_result=None if args.json else show)
     print(report.to_json(config, results, n_train, n_test) if args.json else report.summary(results))
     return 0 if all(res.ok for res in results) else 1
+
 
 if __name__ == "__main__":
     raise SystemExit(run_cli(main, PROG))

@@ -33,14 +33,16 @@ def describe(config, n_train, n_test, steps):
     sizes = "-".join(map(str, config.layer_sizes))
     epochs = steps * config.batch_size / n_train
     sgd = f"SGD lr {config.lr:g}" + (f" momentum {config.momentum:g}" if config.momentum else "")
-    sgd += " nesterov" * config.nesterov + (f" weight decay {config.weight_decay:g}" if config.weight_decay else "")
+    sgd += " nesterov" * config.nesterov
+    sgd += f" weight decay {config.weight_decay:g}" if config.weight_decay else ""
     return (f"parity: {sizes} ReLU, {sgd}, batch {config.batch_size}, seed {config.seed}, "
             f"{n_train} train / {n_test} test images, {steps} steps ({epochs:.2f} epochs)")
 
 
 LEGEND = ("rel err = max|scratch - torch| / max|torch| per tensor; over SGD steps, the worst step; "
           "float32 weights over a run are reported, not checked")
-HEADER = f"  {'check':<16}{'tensor':<23}{'shape':<13}{'max abs err':>12}{'max rel err':>13}{'tolerance':>11}  verdict"
+HEADER = (f"  {'check':<16}{'tensor':<23}{'shape':<13}{'max abs err':>12}{'max rel err':>13}"
+          f"{'tolerance':>11}  verdict")
 
 
 def format_record(r):
@@ -63,27 +65,36 @@ def format_result(result):
     return "\n".join(lines)
 
 
+def _headline(res):
+    """A dtype's figures: worst one-batch error, worst checked (or final) run error, test set."""
+    one = max((r for r in res.records if r.check == "one batch"), key=lambda r: r.max_rel_err)
+    part = f"{res.dtype}: one batch <= {_num(one.max_rel_err)}"
+    trained = [r for r in res.records if r.check.endswith("SGD steps") and r.tolerance is not None]
+    if trained:
+        part += f", {res.steps} steps <= {_num(max(r.max_rel_err for r in trained))}"
+    elif res.drift:
+        part += f", weights {_num(res.drift[-1]['max_rel_err'])} apart after {res.steps} steps (drift)"
+    differing = [r for r in res.records if r.name == "predictions differing"]
+    if differing:
+        part += f", {int(differing[0].max_abs_err)} of {differing[0].shape[0]} test predictions differ"
+    if res.accuracy:
+        gap = 100 * abs(res.accuracy["scratch"] - res.accuracy["torch"])
+        part += (f", test acc {res.accuracy['scratch']:.4f} scratch / {res.accuracy['torch']:.4f} torch "
+                 f"({gap:.2f} points apart)")
+    return part
+
+
 def summary(results):
-    """One line: the verdict, how many checks passed, and each dtype's headline figures."""
-    records = [r for res in results for r in res.records]
-    checked = [r for r in records if r.tolerance is not None]
+    """One line: the verdict, how many checks passed, each dtype's headline figures, failures."""
+    checked = [r for res in results for r in res.records if r.tolerance is not None]
     passed = sum(r.ok for r in checked)
     verdict = "PASS" if passed == len(checked) else "FAIL"
     parts = [f"parity {verdict}: {passed} of {len(checked)} checks within tolerance"]
-    for res in results:
-        one = max((r for r in res.records if r.check == "one batch"), key=lambda r: r.max_rel_err)
-        part = f"{res.dtype}: one batch {_num(one.max_rel_err)} ({one.name})"
-        if res.drift:
-            part += f", weights after {res.steps} steps {_num(res.drift[-1]['max_rel_err'])}"
-        if res.accuracy:
-            part += f", test acc {res.accuracy['scratch']:.4f} / {res.accuracy['torch']:.4f}"
-        parts.append(part)
+    parts += [_headline(res) for res in results]
     failed = [f"{r.dtype} {r.name}" for r in checked if not r.ok]
     if failed:
         parts.append("failing: " + ", ".join(failed))
     return "; ".join(parts)
-
-
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -104,8 +115,9 @@ def record_dict(r):
 
 def to_json(config, results, n_train, n_test):
     """The one JSON object: ok, the configuration, every record, drift and accuracies per dtype."""
-    configuration = {"layer_sizes": list(config.layer_sizes), "lr": config.lr, "momentum": config.momentum,
-                     "weight_decay": config.weight_decay, "nesterov": config.nesterov,
+    configuration = {"layer_sizes": list(config.layer_sizes), "lr": config.lr,
+                     "momentum": config.momentum, "weight_decay": config.weight_decay,
+                     "nesterov": config.nesterov,
                      "batch_size": config.batch_size, "seed": config.seed,
                      "steps": results[0].steps if results else config.steps, "limit": config.limit,
                      "dtypes": [res.dtype for res in results], "n_train": n_train, "n_test": n_test}
@@ -113,7 +125,9 @@ def to_json(config, results, n_train, n_test):
         "ok": all(res.ok for res in results),
         "config": configuration,
         "records": [record_dict(r) for res in results for r in res.records],
-        "drift": {res.dtype: res.drift for res in results},
+        "drift": {res.dtype: [{**d, "max_abs_err": _finite_or_none(d["max_abs_err"]),
+                               "max_rel_err": _finite_or_none(d["max_rel_err"])} for d in res.drift]
+                  for res in results},
         "accuracy": {res.dtype: res.accuracy for res in results},
         "seconds": {res.dtype: round(res.seconds, 3) for res in results},
     })

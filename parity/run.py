@@ -3,7 +3,7 @@
 `run(config)` is what `python -m parity` calls; parity/report.py prints its results. For each
 dtype: one batch compared tensor by tensor, then K SGD steps on the same minibatch sequence,
 then both trained models on the test set. Try it:
-    python -c "from parity.run import Config, run; r = run(Config(steps=20, dtypes=('float64',)))[0]; print(r.ok)"
+    python -c "from parity.run import Config, run; print(run(Config(steps=20))[0].ok)"
 """
 
 import time
@@ -168,6 +168,8 @@ def run_dtype(config, train, test, dtype):
             trained, drift = compare_training(
                 params, model, X, y, batches, config.lr, tolerances.TRAINING[dtype], config.drift_every,
                 momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov)
+        except InputError:  # a bad configuration is the user's to fix, not a parity failure
+            raise
         except (ValueError, RuntimeError) as err:  # a broken twin may not even run: that fails too
             trained, drift = [Record(f"{steps} SGD steps", "training", dtype, (), float("inf"),
                                      float("inf"), 0.0, note=f"raised {type(err).__name__}: {err}")], []
