@@ -173,6 +173,7 @@ def test_python_m_parity_prints_a_table_per_dtype_and_a_one_line_summary():
 @pytest.mark.parametrize("flags, message", [
     (["--limit", "100000"], "exceeds the 60000 training images"),
     (["--data-dir", "/nonexistent"], "does not exist"),
+    (["--activation", "tanh"], "parity compares the plain network"),
 ])
 def test_bad_input_is_one_line_on_stderr_and_exit_status_2(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
