@@ -151,6 +151,18 @@ def evaluate_both(params, model, X_test, y_test, dtype):
     ], accuracy
 
 
+def _guarded(check, dtype, compare):
+    """compare() -> (records, extra); a twin that raises instead is one failing record, named
+    after the check, with the error as its note, and extra None."""
+    try:
+        return compare()
+    except InputError:  # a bad configuration is the user's to fix, not a parity failure
+        raise
+    except (ValueError, RuntimeError, IndexError) as err:  # a broken twin may not even run
+        note = f"raised {type(err).__name__}: {err}"
+        return [Record(check, "raised", dtype, (), float("inf"), float("inf"), 0.0, note=note)], None
+
+
 def run_dtype(config, train, test, dtype):
     """Every check of `config` in one dtype ('float64' or 'float32'); returns a Result."""
     start = time.perf_counter()
@@ -162,20 +174,14 @@ def run_dtype(config, train, test, dtype):
     batches = batch_sequence(len(X), config.batch_size, steps, rng)
 
     with full_precision_one_thread():
-        records = compare_one_batch(params, model, X[batches[0]], y[batches[0]],
-                                    tolerances.ONE_BATCH[dtype])
-        try:
-            trained, drift = compare_training(
-                params, model, X, y, batches, config.lr, tolerances.TRAINING[dtype], config.drift_every,
-                momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov)
-        except InputError:  # a bad configuration is the user's to fix, not a parity failure
-            raise
-        except (ValueError, RuntimeError) as err:  # a broken twin may not even run: that fails too
-            trained, drift = [Record(f"{steps} SGD steps", "training", dtype, (), float("inf"),
-                                     float("inf"), 0.0, note=f"raised {type(err).__name__}: {err}")], []
+        records, _ = _guarded("one batch", dtype, lambda: (compare_one_batch(
+            params, model, X[batches[0]], y[batches[0]], tolerances.ONE_BATCH[dtype]), None))
+        trained, drift = _guarded(f"{steps} SGD steps", dtype, lambda: compare_training(
+            params, model, X, y, batches, config.lr, tolerances.TRAINING[dtype], config.drift_every,
+            momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov))
         records += trained
         accuracy = {}
-        if all(r.name != "training" for r in trained):  # models that trained can be evaluated
+        if drift is not None:  # models that trained can be evaluated
             test_records, accuracy = evaluate_both(params, model, X_test, y_test, dtype)
             records += test_records
     return Result(dtype, records, drift, accuracy, steps, time.perf_counter() - start)

@@ -124,8 +124,16 @@ def test_bias_gradient_summed_over_the_wrong_axis_fails_naming_every_bias(mnist,
     one_batch = {r.name: r for r in result.records if r.check == "one batch"}
     assert failing_names(one_batch.values()) == {"db1", "db2", "db3"}
     assert "shape mismatch" in one_batch["db1"].note  # (64,) against torch's (128,)
-    (training,) = [r for r in result.records if r.name == "training"]  # SGD cannot even apply it
+    (training,) = [r for r in result.records if r.name == "raised"]  # SGD cannot even apply it
     assert not training.ok and "raised" in training.note
+
+
+def test_a_backward_that_raises_is_reported_as_a_failure_not_a_crash(mnist, monkeypatch):
+    swap_in(monkeypatch, "relu_backward", lambda dout, x: dout[:, :1])  # drops all but one unit
+    (result,) = run(Config(steps=5, dtypes=("float64",)), mnist)
+    raised = [r for r in result.records if r.name == "raised"]
+    assert [r.check for r in raised] == ["one batch", "5 SGD steps"] and not result.ok
+    assert all("ValueError" in r.note for r in raised)
 
 
 def test_a_failing_tensor_makes_the_program_exit_1_with_ok_false(monkeypatch, capsys):
