@@ -1,0 +1,138 @@
+"""The machine a benchmark ran on: CPU, GPU, versions, pinned thread counts, TF32; and its slug.
+
+Part of `python -m benchmarks`. Thread counts are pinned before anything is timed (NumPy's BLAS
+through threadpoolctl, torch through torch.set_num_threads) and read back afterwards, so the
+report states what was in force rather than what was asked for. TF32 is switched off: the
+benchmark is a float32 benchmark, and the step check compares against NumPy in float32.
+"""
+
+import importlib
+import os
+import platform
+import re
+
+import numpy as np
+import torch
+
+from common.errors import InputError
+
+# ----------------------------------------------------------------------------- optional imports
+
+
+def require(module, purpose):
+    """Import a module from the `bench`/`dev` extra, or say how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise InputError(f"{module} is needed to {purpose}: pip install -e '.[dev]' "
+                         f"(or pip install {module})") from None
+
+
+# ----------------------------------------------------------------------------- threads and TF32
+
+
+def available_cpus():
+    """CPUs this process may run on (the affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def pin_threads(n_threads):
+    """Pin NumPy's BLAS and torch's intra-op pool to n_threads; return the threadpoolctl limiter.
+
+    The limiter holds the BLAS limit until restore_original_limits() is called on it.
+    """
+    threadpoolctl = require("threadpoolctl", "pin NumPy's BLAS thread count")
+    limiter = threadpoolctl.threadpool_limits(limits=n_threads, user_api="blas")
+    torch.set_num_threads(n_threads)
+    return limiter
+
+
+def pin_float32():
+    """Plain IEEE float32 matrix products on the GPU: no TF32 (torch's default, made explicit)."""
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def blas_libraries():
+    """The BLAS libraries loaded in this process with their thread counts, as threadpoolctl sees them."""
+    threadpoolctl = require("threadpoolctl", "read NumPy's BLAS thread count")
+    return [{"library": info.get("internal_api"), "version": info.get("version"),
+             "architecture": info.get("architecture"), "threads": info.get("num_threads")}
+            for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"]
+
+
+# ----------------------------------------------------------------------------- describing the machine
+
+
+def load_average():
+    """The 1-minute load average (None where the OS has none): other work skews CPU timings."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def cpu_model():
+    """The CPU's marketing name from /proc/cpuinfo, else what platform knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cuda_note():
+    """None where CUDA runs; otherwise why the CUDA rows cannot be measured here."""
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return (f"torch {torch.__version__} is a build without CUDA support "
+                f"(torch.cuda.is_available() is False)")
+    return (f"torch {torch.__version__} has CUDA {torch.version.cuda} but sees no CUDA device "
+            f"(torch.cuda.is_available() is False)")
+
+
+def describe_machine():
+    """The `machine` object of the JSON output; call after pin_threads and pin_float32."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    blas = blas_libraries()
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "cpus_available": available_cpus(),
+        "gpu": gpu,
+        "cuda": torch.version.cuda,
+        "cuda_note": cuda_note(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "threads": {
+            "numpy_blas": max((lib["threads"] or 0 for lib in blas), default=None),
+            "torch": torch.get_num_threads(),
+            "torch_interop": torch.get_num_interop_threads(),
+        },
+        "blas": blas,
+        "tf32": {
+            "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+            "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        },
+    }
+
+
+def slugify(text):
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "machine"
+
+
+def machine_slug(machine):
+    """A file-name stem naming the machine: the GPU where there is one, else CPU and core count."""
+    if machine.get("gpu"):
+        return slugify(machine["gpu"])
+    return slugify(f"{machine['cpu']} {machine['cores']}cpu")
