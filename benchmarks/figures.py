@@ -1,0 +1,182 @@
+"""The PNG figures of a run: epoch time against batch size and against width, GPU over NumPy.
+
+Part of `python -m benchmarks`; drawn with matplotlib's Agg backend (no display needed).
+matplotlib comes with the `bench`/`dev` extra and is imported only here, when a figure is drawn.
+A figure that the data cannot support is not drawn, and its reason goes into the report: one
+batch size or one width gives no curve, and without CUDA records there is no GPU figure at all.
+"""
+
+from pathlib import Path
+
+from benchmarks.machine import require
+from benchmarks.targets import CUDA_BACKENDS, timed, width_label
+
+STYLE = {  # backend -> (colour, marker)
+    "numpy": ("tab:blue", "o"),
+    "torch-cpu": ("tab:orange", "s"),
+    "torch-cpu-resident": ("tab:green", "^"),
+    "torch-cuda": ("tab:red", "v"),
+    "torch-cuda-resident": ("tab:purple", "D"),
+    "torch-cuda-graph": ("tab:brown", "P"),
+}
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _pyplot():
+    matplotlib = require("matplotlib", "draw the benchmark figures (or pass --no-save)")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _timed(results):
+    return [r for r in results if timed(r)]
+
+
+def _widths(results):
+    """The hidden widths of the run, narrowest network first."""
+    return sorted({tuple(r["hidden"]) for r in results}, key=lambda h: (sum(h), h))
+
+
+def _series(results, backend, key, **fixed):
+    """Sorted (x, median_s) points of one backend with the fixed fields given."""
+    points = [(r[key], r["median_s"]) for r in results if r["backend"] == backend
+              and all(r[k] == v for k, v in fixed.items())]
+    return sorted(points)
+
+
+def _title(data, what):
+    machine = data["machine"]
+    where = f"{machine['cpu']}, {machine['cores']} CPUs"
+    if machine["gpu"]:
+        where = f"{machine['gpu']}; {where}"
+    scaled = any("scaled_from" in r for r in data["results"])
+    return f"{what}: {where}" + ("\n(* shorter epochs scaled to 60,000 images)" if scaled else "")
+
+
+def _plain_numbers(plt, ax):
+    """Tick labels as 0.5, 2, 100 rather than 5x10^-1; minor ticks labelled on short axes only."""
+    label = plt.FuncFormatter(lambda value, _: f"{value:g}")
+    low, high = ax.get_ylim()
+    ax.yaxis.set_major_formatter(label)
+    ax.yaxis.set_minor_formatter(label if high < 20 * low else plt.NullFormatter())
+
+
+def _save(fig, out_dir, stem, name):
+    path = Path(out_dir) / f"{stem}-{name}.png"
+    fig.savefig(path, dpi=110)
+    return path
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def plot_against_batch(plt, data, out_dir, stem):
+    results = _timed(data["results"])
+    widths = _widths(results)
+    fig, axes = plt.subplots(1, len(widths), figsize=(4.2 * len(widths), 4), squeeze=False)
+    for ax, hidden in zip(axes[0], widths):
+        for backend, (colour, marker) in STYLE.items():
+            points = _series(results, backend, "batch_size", hidden=list(hidden))
+            if points:
+                ax.plot(*zip(*points), color=colour, marker=marker, label=backend)
+        floor = sorted((r["batch_size"], r["floor_s"]) for r in results
+                       if r["hidden"] == list(hidden) and r.get("floor_s"))
+        if floor:
+            ax.plot(*zip(*floor), color="black", linestyle="--", label="numpy matmul floor")
+        ax.set(xscale="log", yscale="log", xlabel="batch size", title=f"hidden {width_label(hidden)}")
+        ax.set_xticks(sorted({r["batch_size"] for r in results}), minor=False)
+        ax.xaxis.set_major_formatter(plt.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        _plain_numbers(plt, ax)
+    axes[0][0].set_ylabel("seconds per epoch (median)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(_title(data, "Epoch time against batch size"))
+    fig.tight_layout()
+    return _save(fig, out_dir, stem, "batch")
+
+
+def plot_against_width(plt, data, out_dir, stem):
+    results = _timed(data["results"])
+    widths = _widths(results)
+    position = {hidden: i for i, hidden in enumerate(widths)}
+    batches = sorted({r["batch_size"] for r in results})
+    fig, axes = plt.subplots(1, len(batches), figsize=(4.2 * len(batches), 4), squeeze=False)
+    for ax, batch in zip(axes[0], batches):
+        for backend, (colour, marker) in STYLE.items():
+            points = sorted((position[tuple(r["hidden"])], r["median_s"]) for r in results
+                            if r["backend"] == backend and r["batch_size"] == batch)
+            if points:
+                ax.plot(*zip(*points), color=colour, marker=marker, label=backend)
+        floor = sorted((position[tuple(r["hidden"])], r["floor_s"]) for r in results
+                       if r["batch_size"] == batch and r.get("floor_s"))
+        if floor:
+            ax.plot(*zip(*floor), color="black", linestyle="--", label="numpy matmul floor")
+        ax.set(yscale="log", xlabel="hidden widths", title=f"batch {batch}")
+        ax.set_xticks(range(len(widths)), [width_label(h) for h in widths])
+        _plain_numbers(plt, ax)
+    axes[0][0].set_ylabel("seconds per epoch (median)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(_title(data, "Epoch time against width"))
+    fig.tight_layout()
+    return _save(fig, out_dir, stem, "width")
+
+
+def plot_speedup(plt, data, out_dir, stem):
+    results = _timed(data["results"])
+    widths = _widths(results)
+    position = {h: i for i, h in enumerate(widths)}
+    numpy = {(r["batch_size"], tuple(r["hidden"])): r["median_s"] for r in results if r["backend"] == "numpy"}
+    batches = sorted({r["batch_size"] for r in results if r["backend"] in CUDA_BACKENDS})
+    fig, axes = plt.subplots(1, len(batches), figsize=(4.2 * len(batches), 4), squeeze=False)
+    for ax, batch in zip(axes[0], batches):
+        for backend in CUDA_BACKENDS:
+            colour, marker = STYLE[backend]
+            points = sorted((position[tuple(r["hidden"])], numpy[batch, tuple(r["hidden"])] / r["median_s"])
+                            for r in results if r["backend"] == backend and r["batch_size"] == batch
+                            and (batch, tuple(r["hidden"])) in numpy)
+            if points:
+                ax.plot(*zip(*points), color=colour, marker=marker, label=backend)
+        ax.axhline(1, color="grey", linewidth=0.8)
+        ax.axhline(100, color="grey", linestyle=":", linewidth=0.8, label="100x")
+        ax.set(yscale="log", xlabel="hidden widths", title=f"batch {batch}")
+        ax.set_xticks(range(len(widths)), [width_label(h) for h in widths])
+        _plain_numbers(plt, ax)
+    axes[0][0].set_ylabel("numpy epoch time / GPU epoch time")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(_title(data, "GPU over NumPy"))
+    fig.tight_layout()
+    return _save(fig, out_dir, stem, "speedup")
+
+
+def plot_figures(data, out_dir, stem):
+    """Draw what the data supports; return {name: Path of the PNG, or the reason it was not drawn}."""
+    results = _timed(data["results"])
+    out = {}
+    n_batches = len({r["batch_size"] for r in results})
+    n_widths = len({tuple(r["hidden"]) for r in results})
+    numpy_configs = {(r["batch_size"], tuple(r["hidden"])) for r in results if r["backend"] == "numpy"}
+    has_gpu = any(r["backend"] in CUDA_BACKENDS and (r["batch_size"], tuple(r["hidden"])) in numpy_configs
+                  for r in results)
+    if n_batches < 2 and n_widths < 2 and not has_gpu:
+        reason = "this run measured one configuration (run --sweep for batch sizes and widths)"
+        return {"batch": reason, "width": reason, "speedup": _no_gpu_reason(data)}
+    plt = _pyplot()
+    try:
+        out["batch"] = (plot_against_batch(plt, data, out_dir, stem) if n_batches >= 2
+                        else "this run measured one batch size (run --sweep)")
+        out["width"] = (plot_against_width(plt, data, out_dir, stem) if n_widths >= 2
+                        else "this run measured one network width (run --sweep)")
+        out["speedup"] = plot_speedup(plt, data, out_dir, stem) if has_gpu else _no_gpu_reason(data)
+    finally:
+        plt.close("all")
+    return out
+
+
+def _no_gpu_reason(data):
+    note = data["machine"].get("cuda_note")
+    if note:
+        return f"no GPU was measured ({note})"
+    return "no CUDA record has a NumPy record at the same configuration to compare with"

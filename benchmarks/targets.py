@@ -1,0 +1,194 @@
+"""The issue's targets and the textbook's claims, evaluated from the records of a run.
+
+Part of `python -m benchmarks`; used by benchmarks/report.py. Nothing here is hard-coded as met:
+each verdict is computed from the measured records ("met", "not met" or "not measured", with
+the reason), and each target carries the measured numbers that explain or bound it.
+"""
+
+from common.cli import N_CLASSES, N_FEATURES
+
+DEFAULT_HIDDEN, DEFAULT_BATCH = [128, 64], 64
+WIDE_HIDDEN, WIDE_BATCH = [4096, 4096], 1024
+TARGET_GPUS = ("H100", "H200")  # the GPU targets are set for these
+CUDA_BACKENDS = ("torch-cuda", "torch-cuda-resident", "torch-cuda-graph")
+
+# ----------------------------------------------------------------------------- lookups
+
+
+def find(results, backend, hidden, batch_size):
+    """The record of `backend` at (hidden, batch_size), or None."""
+    for record in results:
+        if (record["backend"] == backend and record["hidden"] == list(hidden)
+                and record["batch_size"] == batch_size):
+            return record
+    return None
+
+
+def timed(record):
+    return record is not None and record.get("median_s") is not None and "error" not in record
+
+
+def width_label(hidden):
+    return "-".join(map(str, hidden))
+
+
+def useful_flops_per_image(hidden):
+    """Forward 2*in*out per layer, backward 2*in*out for dW and for dx except at the input."""
+    sizes = [N_FEATURES, *hidden, N_CLASSES]
+    products = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    return 6 * sum(products) - 2 * products[0]
+
+
+def gflops(record):
+    """Useful GFLOP/s of a record's median epoch (per 60,000 images, as the times are)."""
+    return useful_flops_per_image(record["hidden"]) * 60_000 / record["median_s"] / 1e9
+
+
+def us_per_step(record, seconds=None):
+    """Microseconds per step of an epoch of 60,000 images at the record's batch size."""
+    steps = -(-60_000 // record["batch_size"])
+    return (record["median_s"] if seconds is None else seconds) / steps * 1e6
+
+
+def missing(data, backend, hidden, batch_size):
+    """Why there is no timed record of backend at (hidden, batch_size)."""
+    record = find(data["results"], backend, hidden, batch_size)
+    if record is not None and "error" in record:
+        return f"the {backend} run failed: {record['error']}"
+    if backend in CUDA_BACKENDS and data["machine"].get("cuda_note"):
+        return f"CUDA not measured: {data['machine']['cuda_note']}"
+    return f"this run has no {backend} record at {width_label(hidden)}, batch {batch_size} (run --sweep)"
+
+
+def verdict(ok):
+    return "met" if ok else "not met"
+
+
+def gpu_caveat(machine):
+    gpu = machine.get("gpu") or ""
+    if gpu and not any(name in gpu for name in TARGET_GPUS):
+        return f" (measured on {gpu}; the target is set for an H100 or H200)"
+    return ""
+
+
+def scaled_note(*records):
+    sizes = sorted({r["scaled_from"] for r in records if "scaled_from" in r})
+    return f" (scaled from epochs of {', '.join(map(str, sizes))} images)" if sizes else ""
+
+
+# ----------------------------------------------------------------------------- the targets
+
+
+def evaluate_targets(data):
+    """A list of {target, verdict, measured, explanation} for the issue's six targets."""
+    results, machine = data["results"], data["machine"]
+    d, b = DEFAULT_HIDDEN, DEFAULT_BATCH
+    numpy, torch_cpu = find(results, "numpy", d, b), find(results, "torch-cpu", d, b)
+    resident = find(results, "torch-cpu-resident", d, b)
+    cuda_res, graph = find(results, "torch-cuda-resident", d, b), find(results, "torch-cuda-graph", d, b)
+    out = []
+
+    def add(target, ok, measured, explanation=""):
+        out.append({"target": target, "verdict": verdict(ok), "measured": measured,
+                    "explanation": explanation})
+
+    def absent(target, reason):
+        out.append({"target": target, "verdict": "not measured", "measured": reason, "explanation": ""})
+
+    t = "CPU, 128-64, batch 64: numpy's epoch within 1.25x its matmul floor"
+    if timed(numpy) and numpy.get("floor_s"):
+        m, f = numpy["median_s"], numpy["floor_s"]
+        add(t, m <= 1.25 * f, f"numpy {m:.3f} s, floor {f:.3f} s: {m / f:.2f}x{scaled_note(numpy)}",
+            f"{m - f:.3f} s ({(m - f) / m:.0%} of the epoch) goes outside the matrix products: bias adds, "
+            f"ReLU and its mask, softmax and the loss, the SGD update, the batch gather and Python's calls, "
+            f"{us_per_step(numpy, m - f):.0f} µs per step")
+    else:
+        absent(t, missing(data, "numpy", d, b))
+
+    t = "CPU, 128-64, batch 64: numpy faster than torch-cpu"
+    if timed(numpy) and timed(torch_cpu):
+        m, c = numpy["median_s"], torch_cpu["median_s"]
+        why = ""
+        if torch_cpu.get("loader_s") is not None:
+            why = (f"torch-cpu's DataLoader pass alone (per-example __getitem__, collate) takes "
+                   f"{torch_cpu['loader_s']:.3f} s of its {c:.3f} s")
+        add(t, m < c, f"numpy {m:.3f} s, torch-cpu {c:.3f} s: torch-cpu / numpy = {c / m:.2f}", why)
+    else:
+        absent(t, missing(data, "numpy" if not timed(numpy) else "torch-cpu", d, b))
+
+    t = "CPU, 128-64, batch 64: torch-cpu-resident within 1.2x numpy"
+    if timed(numpy) and timed(resident):
+        m, r = numpy["median_s"], resident["median_s"]
+        add(t, r <= 1.2 * m, f"numpy {m:.3f} s, torch-cpu-resident {r:.3f} s: {r / m:.2f}x",
+            f"torch-cpu-resident takes {us_per_step(resident, r - m):+.0f} µs per step against numpy "
+            f"({us_per_step(resident):.0f} µs vs {us_per_step(numpy):.0f} µs): torch's per-call "
+            f"dispatch through nn.Module, autograd and the optimizer, against NumPy's")
+    else:
+        absent(t, missing(data, "numpy" if not timed(numpy) else "torch-cpu-resident", d, b))
+
+    t = "GPU, 128-64, batch 64: torch-cuda-resident at most 0.25 s an epoch"
+    if timed(cuda_res):
+        s = cuda_res["median_s"]
+        why = f"{us_per_step(cuda_res):.0f} µs per step, each step's kernels launched one by one"
+        if timed(graph):
+            why += (f"; replayed as a CUDA graph the same step takes {us_per_step(graph):.0f} µs, so "
+                    f"{1 - graph['median_s'] / s:.0%} of the eager step is launch and Python overhead")
+        add(t, s <= 0.25, f"{s:.4f} s{gpu_caveat(machine)}{scaled_note(cuda_res)}", why)
+    else:
+        absent(t, missing(data, "torch-cuda-resident", d, b))
+
+    t = "GPU, 128-64, batch 64: torch-cuda-graph at most 0.05 s an epoch"
+    if timed(graph):
+        s = graph["median_s"]
+        add(t, s <= 0.05, f"{s:.4f} s{gpu_caveat(machine)}{scaled_note(graph)}",
+            f"{us_per_step(graph):.1f} µs per step: one index copy and one graph replay, "
+            f"{useful_flops_per_image(d) * b / 1e6:.0f} MFLOP of arithmetic")
+    else:
+        absent(t, missing(data, "torch-cuda-graph", d, b))
+
+    t = "GPU, 4096-4096, batch 1024: the GPU at least 100x faster than numpy"
+    wide_np = find(results, "numpy", WIDE_HIDDEN, WIDE_BATCH)
+    wide_gpu = [r for r in (find(results, n, WIDE_HIDDEN, WIDE_BATCH) for n in CUDA_BACKENDS) if timed(r)]
+    if timed(wide_np) and wide_gpu:
+        best = min(wide_gpu, key=lambda r: r["median_s"])
+        ratio = wide_np["median_s"] / best["median_s"]
+        why = f"numpy runs at {gflops(wide_np):.0f} GFLOP/s"
+        if wide_np.get("floor_s"):
+            why += f" (its matmul floor at {gflops({**wide_np, 'median_s': wide_np['floor_s']}):.0f})"
+        why += f", {best['backend']} at {gflops(best):.0f} GFLOP/s (float32, TF32 off)"
+        add(t, ratio >= 100, f"numpy {wide_np['median_s']:.2f} s, {best['backend']} "
+            f"{best['median_s']:.4f} s: {ratio:.0f}x{gpu_caveat(machine)}{scaled_note(wide_np, best)}", why)
+    else:
+        absent(t, missing(data, "numpy", WIDE_HIDDEN, WIDE_BATCH) if not timed(wide_np)
+               else missing(data, "torch-cuda-graph", WIDE_HIDDEN, WIDE_BATCH))
+    return out
+
+
+# ----------------------------------------------------------------------------- the textbook
+
+
+def textbook_claims(data):
+    """Rows [claim, textbook figure, measured here] for the report."""
+    results, d, b = data["results"], DEFAULT_HIDDEN, DEFAULT_BATCH
+    numpy, torch_cpu = find(results, "numpy", d, b), find(results, "torch-cpu", d, b)
+    resident = find(results, "torch-cpu-resident", d, b)
+    rows = []
+    measured = (f"{numpy['median_s']:.2f} s{scaled_note(numpy)}" if timed(numpy)
+                else missing(data, "numpy", d, b))
+    rows.append(["NumPy epoch (128-64, batch 64)", "30-60 s", measured])
+    gpu = [r for r in (find(results, n, d, b) for n in CUDA_BACKENDS) if timed(r)]
+    if gpu:
+        measured = "; ".join(f"{r['backend']} {r['median_s']:.3f} s" for r in gpu)
+        measured += f" on {data['machine'].get('gpu')}"
+    else:
+        measured = missing(data, "torch-cuda", d, b)
+    rows.append(["GPU epoch (a modest GPU)", "5-10 s", measured])
+    if timed(numpy) and timed(torch_cpu):
+        parts = [f"numpy / torch-cpu = {numpy['median_s'] / torch_cpu['median_s']:.2f}"]
+        if timed(resident):
+            parts.append(f"numpy / torch-cpu-resident = {numpy['median_s'] / resident['median_s']:.2f}")
+        measured = "; ".join(parts) + " (above 1: torch faster)"
+    else:
+        measured = missing(data, "torch-cpu" if timed(numpy) else "numpy", d, b)
+    rows.append(["CPU PyTorch against NumPy", "2-3x faster", measured])
+    return rows
