@@ -1,8 +1,8 @@
 """Weights across the twins: scratch's {"W1", "b1", ...} <-> torch's state_dict, both ways.
 
-The k-th nn.Linear in MLP.net (net.0, net.2, ... with ReLUs between) holds W{k} as .weight and
-b{k} as .bias; both sides store weights (out, in), so a copy needs no transpose. dtype is kept,
-and a round trip returns the very same numbers.
+The names are mapped by common/layout.py. Both sides store weights (out, in), so a copy needs no
+transpose; batch norm's gamma/beta are the BatchNorm1d's weight/bias, and its running statistics
+travel as buffers. dtype is kept, and a round trip returns the very same numbers.
 """
 
 import numpy as np
@@ -10,62 +10,86 @@ import torch
 from torch import nn
 
 from common.errors import InputError
+from common.layout import scratch_names, torch_names
+
+BUFFER_KINDS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _layout(model):
+    modules = list(model.net)
+    return (sum(isinstance(m, nn.Linear) for m in modules),
+            any(isinstance(m, nn.BatchNorm1d) for m in modules),
+            any(isinstance(m, nn.Dropout) for m in modules))
+
 
 # ----------------------------------------------------------------------------- scratch -> torch
 
 
-def params_to_state_dict(params, model):
-    """A state_dict for `model` (a torchimpl MLP) holding the scratch params, on model's device."""
-    linears = [(i, m) for i, m in enumerate(model.net) if isinstance(m, nn.Linear)]
-    if len(linears) != len(params) // 2:
-        raise InputError(f"the scratch model has {len(params) // 2} linear layers, "
-                         f"the torch model {len(linears)}: build both from the same layer sizes")
-    state, device = {}, next(model.parameters()).device
-    for k, (i, _) in enumerate(linears, start=1):
-        for scratch_name, torch_name in ((f"W{k}", "weight"), (f"b{k}", "bias")):
-            state[f"net.{i}.{torch_name}"] = torch.from_numpy(np.array(params[scratch_name])).to(device)
+def params_to_state_dict(params, model, buffers=None):
+    """A state_dict for `model` (a torchimpl MLP) holding the scratch arrays, on model's device.
+
+    Batch norm buffers come from `buffers` (scratch.model.init_buffers' names); without them the
+    model's own running statistics are kept.
+    """
+    names = torch_names(*_layout(model))
+    own, device = model.state_dict(), next(model.parameters()).device
+    arrays = {**params, **(buffers or {})}
+    state = {}
+    for ours, key in names.items():
+        if ours not in arrays:
+            if ours.startswith(BUFFER_KINDS) and buffers is None:
+                state[key] = own[key].clone()
+                continue
+            raise InputError(f"tensor {key} ({ours}) has no counterpart in the scratch model: "
+                             f"build both twins with the same layer sizes and options")
+        value = arrays[ours]
+        tensor = torch.tensor(value, device=device) if np.ndim(value) == 0 else torch.from_numpy(np.array(value)).to(device)
+        if tensor.shape != own[key].shape:
+            raise InputError(f"tensor {key} ({ours}): shape {tuple(tensor.shape)} does not fit the "
+                             f"torch model's {tuple(own[key].shape)}; build both from the same layer sizes")
+        state[key] = tensor
+    extra = sorted(set(arrays) - set(names))
+    if extra:
+        raise InputError(f"scratch array {extra[0]} has no place in the torch model: build both "
+                         f"twins with the same layer sizes and options")
     return state
 
 
-def load_params_into(model, params):
-    """Copy scratch params into the torch model, checking every name and shape."""
-    state = params_to_state_dict(params, model)
-    own = model.state_dict()
-    for name, tensor in state.items():
-        if name not in own or own[name].shape != tensor.shape:
-            expected = tuple(own[name].shape) if name in own else "no such tensor"
-            raise InputError(f"tensor {name}: shape {tuple(tensor.shape)} does not fit the torch "
-                             f"model ({expected}); build both from the same layer sizes")
-    model.load_state_dict(state)
+def load_params_into(model, params, buffers=None):
+    """Copy scratch params (and batch norm buffers) into the torch model, checking every name and shape."""
+    model.load_state_dict(params_to_state_dict(params, model, buffers))
     return model
+
+
+def parameters_by_scratch_name(model):
+    """{"W1": net.0.weight, ...}: the model's own Parameters (no copies), in scratch order, so
+    that their .grad and their values can be read under scratch's names."""
+    named = dict(model.named_parameters())
+    return {ours: named[key] for ours, key in torch_names(*_layout(model)).items() if key in named}
 
 
 # ----------------------------------------------------------------------------- torch -> scratch
 
 
-def parameters_by_scratch_name(model):
-    """{"W1": net.0.weight, "b1": net.0.bias, ...}: the model's own Parameters (no copies), in
-    scratch order, so that their .grad and their values can be read under scratch's names."""
-    linears = [m for m in model.net if isinstance(m, nn.Linear)]
-    named = {}
-    for k, linear in enumerate(linears, start=1):
-        named[f"W{k}"], named[f"b{k}"] = linear.weight, linear.bias
-    return named
+def _to_scratch(state_dict):
+    try:
+        names = scratch_names(state_dict)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    arrays = {}
+    for key, ours in names.items():
+        tensor = state_dict[key]
+        arrays[ours] = int(tensor) if ours.startswith("num_batches_tracked") else tensor.detach().cpu().numpy().copy()
+    return arrays
 
 
 def state_dict_to_params(state_dict):
-    """Scratch params from a torchimpl MLP state_dict (keys net.<index>.weight / .bias)."""
-    by_index = {}
-    for key, tensor in state_dict.items():
-        parts = key.split(".")
-        if len(parts) != 3 or parts[0] != "net" or not parts[1].isdigit():
-            raise InputError(f"tensor {key!r} is not part of an MLP state_dict (net.<i>.weight)")
-        by_index.setdefault(int(parts[1]), {})[parts[2]] = tensor
-    params = {}
-    for k, index in enumerate(sorted(by_index), start=1):
-        layer = by_index[index]
-        if set(layer) != {"weight", "bias"} or layer["weight"].ndim != 2:
-            raise InputError(f"layer net.{index} holds {sorted(layer)}, not a Linear's weight and bias")
-        params[f"W{k}"] = layer["weight"].detach().cpu().numpy().copy()
-        params[f"b{k}"] = layer["bias"].detach().cpu().numpy().copy()
-    return params
+    """Scratch params (W, b, gamma, beta) from a torchimpl MLP state_dict, in scratch's order."""
+    arrays = _to_scratch(state_dict)
+    order = [name for name in torch_names(len([n for n in arrays if n.startswith("W")]), True) if name in arrays]
+    return {name: arrays[name] for name in order if not name.startswith(BUFFER_KINDS)}
+
+
+def state_dict_to_buffers(state_dict):
+    """Batch norm's running statistics under scratch's names (empty without batch norm)."""
+    return {name: value for name, value in _to_scratch(state_dict).items() if name.startswith(BUFFER_KINDS)}
