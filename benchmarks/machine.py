@@ -60,7 +60,8 @@ def blas_libraries():
     """The BLAS libraries loaded in this process with their thread counts, as threadpoolctl sees them."""
     threadpoolctl = require("threadpoolctl", "read NumPy's BLAS thread count")
     return [{"library": info.get("internal_api"), "version": info.get("version"),
-             "architecture": info.get("architecture"), "threads": info.get("num_threads")}
+             "architecture": info.get("architecture"), "threads": info.get("num_threads"),
+             "numpy": "numpy" in str(info.get("filepath", ""))}
             for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"]
 
 
@@ -102,6 +103,7 @@ def describe_machine():
     """The `machine` object of the JSON output; call after pin_threads and pin_float32."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     blas = blas_libraries()
+    numpy_blas = [lib["threads"] for lib in blas if lib["numpy"]] or [lib["threads"] for lib in blas]
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -114,7 +116,7 @@ def describe_machine():
         "numpy": np.__version__,
         "torch": torch.__version__,
         "threads": {
-            "numpy_blas": max((lib["threads"] or 0 for lib in blas), default=None),
+            "numpy_blas": max(numpy_blas, default=None),
             "torch": torch.get_num_threads(),
             "torch_interop": torch.get_num_interop_threads(),
         },

@@ -49,14 +49,16 @@ STEP_CHECK_STEPS = 3
 STEP_LOSS_RTOL = 1e-5
 STEP_PARAM_RTOL = 5e-3
 
-# The loss check after the timed epochs. The backends shuffle with different generators (NumPy's,
-# the DataLoader's, torch.randperm on the CPU and on the GPU), so from the same weights they
-# train on different batch orders: float32 rounding alone would keep the losses within ~1e-3,
-# but a different order moves the last epoch's mean loss: over shuffle seeds, by up to 8% on
-# full MNIST and 10% on --quick's 4096 images (NumPy, 4 and 2 epochs), and by 17% on the
-# sweep's shortest epochs (4096-4096, 4096 images, batch 1024: 4 steps an epoch; torch).
-# A backend that does not train, diverges or trains on the wrong rows is off by far more.
-LOSS_RTOL = 0.3
+# The loss check after the timed epochs: each backend's mean training loss over its last epoch
+# within a factor LOSS_FACTOR of NumPy's. The backends shuffle with different generators
+# (NumPy's, the DataLoader's, torch.randperm on the CPU and on the GPU), so from the same weights
+# they train on different batch orders, and at lr 0.5 the order moves that loss far more than
+# float32 rounding does. Measured with NumPy over 4 to 8 shuffle seeds, largest over smallest:
+# 1.07 on full MNIST (4 epochs), 1.14 on --quick's 4096 images (2 epochs), 1.47 on 2000 images
+# (4 epochs); 1.17 for 4096-4096 on 4096 images at batch 1024 (torch). The step check above is the
+# tight test of each step; this one catches a timed loop that does not train, diverges, trains
+# on one batch over and over, or sums its loss wrongly (each off by a factor of 2 or more).
+LOSS_FACTOR = 1.5
 
 # ----------------------------------------------------------------------------- the floor
 
@@ -208,15 +210,15 @@ def run_config(X, y, hidden, batch_size, backends, runs, lr=0.5, seed=0, log=pri
 
 
 def check_losses(records):
-    """Add loss_rel_diff / loss_ok: each final loss against NumPy's, within LOSS_RTOL."""
+    """Add loss_rel_diff / loss_ok: each final loss against NumPy's, within a factor LOSS_FACTOR."""
     ref = next((r.get("final_loss") for r in records if r["backend"] == "numpy"), None)
     for record in records:
         loss = record.get("final_loss")
         if ref is None or loss is None:
             continue
-        diff = abs(loss - ref) / abs(ref) if ref else abs(loss)
-        record["loss_rel_diff"] = diff
-        record["loss_ok"] = bool(math.isfinite(loss) and diff <= LOSS_RTOL)
+        diff = (loss - ref) / ref if ref > 0 else math.nan
+        record["loss_rel_diff"] = diff if math.isfinite(diff) else None
+        record["loss_ok"] = bool(ref > 0 and 1 / LOSS_FACTOR <= loss / ref <= LOSS_FACTOR)  # NaN fails
 
 
 def width_label(hidden):
