@@ -2,7 +2,7 @@
 
     python -m benchmarks                 default network 784-128-64-10, batch 64, full MNIST
     python -m benchmarks --sweep         batch 64/256/1024 x widths 128-64 ... 4096-4096, figures
-    python -m benchmarks --quick         4096 images, one timed epoch: a smoke test, writes nothing
+    python -m benchmarks --quick         4096 images, one timed epoch: a smoke test (no files unless --out)
     python -m benchmarks --json          print the run as one JSON object on stdout
 
 Backends: numpy (scratch/), torch-cpu (DataLoader), torch-cpu-resident, and where CUDA is
