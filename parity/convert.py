@@ -68,6 +68,13 @@ def parameters_by_scratch_name(model):
     return {ours: named[key] for ours, key in torch_names(*_layout(model)).items() if key in named}
 
 
+def buffers_by_scratch_name(model):
+    """{"running_mean1": net.1.running_mean, ...}: batch norm's own buffers (no copies), in
+    scratch order; empty without batch norm."""
+    named = dict(model.named_buffers())
+    return {ours: named[key] for ours, key in torch_names(*_layout(model)).items() if key in named}
+
+
 # ----------------------------------------------------------------------------- torch -> scratch
 
 
