@@ -1,50 +1,77 @@
-"""The twins side by side: one batch through both, then SGD steps on both, every tensor compared.
+"""The twins side by side: one batch through both, then training steps on both, every tensor compared.
 
-Both functions take a scratch params dict and a torchimpl MLP that already hold the same
-weights (parity/run.py sets that up) and return Records, one per tensor. Try it:
+Both functions take a scratch params dict (and batch norm buffers) and a torch MLP that
+already hold the same weights, the torch one with its dropout masks handed in (parity/run.py
+sets that up with twins()), and return Records, one per tensor. Try it:
     python -c "from parity.run import Config, run; print(run(Config(steps=3, limit=256))[0].ok)"
 The scratch side is looked up through its modules at call time (scratch.model.forward, ...),
-so a test can swap in a broken function and see parity name the tensor it breaks.
+so a test can swap in a broken function and see parity name the tensor it breaks; one step
+of each twin is written in parity/steps.py.
 Notation: N batch, D in, C classes, K steps.
 """
 
+import copy
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
+from parity import steps as twin_steps
 from parity.convert import parameters_by_scratch_name
-from scratch import losses as scratch_losses
-from scratch import model as scratch_model
-from scratch import optim as scratch_optim
+from scratch.model import Arch
 
 # ----------------------------------------------------------------------------- the error measure
 
 
-def errors(ours, theirs):
+def errors(ours, theirs, scale=None):
     """(max |a - b|, max |a - b| / max |b|) for scratch's a and torch's b, both as float.
 
-    Two all-zero tensors agree exactly (0, 0); a nonzero difference from an all-zero b is inf.
+    scale: divide by this instead of max |b| (a tensor that is zero in exact arithmetic is
+    measured against its layer, see biases_ahead_of_batchnorm). Two all-zero tensors agree
+    exactly (0, 0); a nonzero difference from an all-zero b is inf.
     """
+    return _errors(ours, theirs, scale)[:2]
+
+
+def _errors(ours, theirs, scale=None):
+    """errors() and the scale it divided by: (abs, rel, scale)."""
     a, b = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
     if a.shape != b.shape:
-        return float("inf"), float("inf")
+        return float("inf"), float("inf"), float("nan")
     if a.size == 0:
-        return 0.0, 0.0
-    abs_err, scale = float(np.abs(a - b).max()), float(np.abs(b).max())
+        return 0.0, 0.0, 0.0
+    abs_err = float(np.abs(a - b).max())
+    scale = float(np.abs(b).max()) if scale is None else float(scale)
     if not np.isfinite(abs_err):  # a NaN or inf on either side is never agreement
-        return float("inf"), float("inf")
+        return float("inf"), float("inf"), scale
     if scale == 0:
-        return abs_err, 0.0 if abs_err == 0 else float("inf")
-    return abs_err, abs_err / scale
+        return abs_err, 0.0 if abs_err == 0 else float("inf"), scale
+    return abs_err, abs_err / scale, scale
+
+
+def biases_ahead_of_batchnorm(params):
+    """{"b1": "W1", ...}: each Linear bias that a batch norm follows, with its layer's weight.
+
+    Batch norm subtracts the batch mean, so b_i changes nothing in training and its gradient
+    is zero in exact arithmetic: each twin returns the rounding noise of N terms that cancel,
+    ~1e-17, and so do the optimizer buffers built from it. Two noises have no relative
+    accuracy, so these are measured against their layer, (W_i, b_i) as one vector: the
+    error divided by the largest entry of W_i's counterpart and b_i's together.
+    """
+    return {f"b{name[len('gamma'):]}": f"W{name[len('gamma'):]}" for name in params if name.startswith("gamma")}
+
+
+AHEAD_OF_BATCHNORM = "zero in exact arithmetic: rel to its layer (W, b)"
+NOISE_DRIVEN = "moved by rounding noise: noise tolerance"  # a bias ahead of batch norm under Adam
 
 
 @dataclass
 class Record:
     """One tensor's verdict. `checked` names the error the tolerance bounds; tolerance None
     means reported, not checked (float32 weights over a run). `step` is the step of the worst
-    error for quantities followed over a run."""
+    error for quantities followed over a run; `scale` what max_rel_err divides by (max |torch|
+    at that step, or the layer's for a tensor zero in exact arithmetic)."""
 
     check: str
     name: str
@@ -56,6 +83,7 @@ class Record:
     checked: str = "max_rel_err"
     step: int | None = None
     note: str = ""
+    scale: float | None = None
     ok: bool = field(init=False)
 
     def __post_init__(self):
@@ -63,105 +91,170 @@ class Record:
         self.ok = self.tolerance is None or bool(error <= self.tolerance)
 
 
-def compare(check, name, ours, theirs, tolerance, dtype):
+def compare(check, name, ours, theirs, tolerance, dtype, scale=None, note=""):
     """A Record for scratch's `ours` against torch's `theirs` (arrays or tensors)."""
     theirs = theirs.detach().cpu().numpy() if isinstance(theirs, torch.Tensor) else theirs
-    abs_err, rel_err = errors(ours, theirs)
+    abs_err, rel_err, scale = _errors(ours, theirs, scale)
     shape = tuple(np.shape(theirs))
-    note = "" if np.shape(ours) == shape else f"shape mismatch: scratch {np.shape(ours)}"
-    return Record(check, name, dtype, shape, abs_err, rel_err, tolerance, note=note)
+    if np.shape(ours) != shape:
+        note = f"shape mismatch: scratch {np.shape(ours)}"
+    return Record(check, name, dtype, shape, abs_err, rel_err, tolerance, note=note, scale=scale)
+
+
+def _layer_scale(theirs, name, partners):
+    """max |b| over name's tensor and its partner's (torch's side), or None without a partner."""
+    if name not in partners or theirs.get(partners[name]) is None or theirs.get(name) is None:
+        return None
+    return max(float(np.abs(twin_steps.as_array(theirs[key])).max(initial=0)) for key in (name, partners[name]))
 
 
 # ----------------------------------------------------------------------------- one batch
 
 
-def compare_one_batch(params, model, X, y, tolerance, check="one batch"):
-    """Forward and backward of one batch (X (N, D), y (N,)) through both twins.
+def output_name(arch):
+    """What the network's last layer gives: probabilities under a sigmoid, otherwise logits."""
+    return "probabilities" if arch.sigmoid_output else "logits"
 
-    Records: logits, loss, dW1, db1, ..., dX (the gradient with respect to the input).
-    Neither side's weights change.
+
+def compare_one_batch(params, model, X, y, tolerance, check="one batch", *, arch=Arch(), buffers=None,
+                      masks=None, loss="ce"):
+    """Forward and backward of one batch (X (N, D), y (N,)) through both twins, in training mode.
+
+    Records: the outputs, the loss, every parameter gradient (dW1, db1, dgamma1, dbeta1, ...)
+    and dX (the gradient with respect to the input); with batch norm also each running_mean_i
+    and running_var_i after this training forward, then the evaluation-mode outputs of the same
+    batch, which use them. masks: hidden layer i's dropout mask at masks[i - 1] (draw_masks).
+    Both twins are left as they were: the check runs on copies of the buffers and the model.
     """
     dtype = str(X.dtype)
-    logits, caches = scratch_model.forward(params, X)  # N, C
-    loss, dlogits = scratch_losses.softmax_cross_entropy(logits, y)
-    grads, dX = scratch_model.backward(dlogits, caches)
+    buffers = copy.deepcopy(buffers or {})
+    model = copy.deepcopy(model)
+    out, value, grads, dX = twin_steps.scratch_pass(params, buffers, arch, loss, X, y, masks)  # N, C
+    out_t, value_t, dX_t = twin_steps.torch_pass(model, loss, X, y, masks, input_grad=True)
 
-    x = torch.from_numpy(X).clone().requires_grad_(True)  # N, D; a leaf, so x.grad is dL/dX
-    model.zero_grad(set_to_none=True)
-    logits_t = model(x)  # N, C
-    loss_t = F.cross_entropy(logits_t, torch.from_numpy(y))
-    loss_t.backward()
-
-    records = [compare(check, "logits", logits, logits_t, tolerance, dtype),
-               compare(check, "loss", loss, loss_t, tolerance, dtype)]
-    for name, p in parameters_by_scratch_name(model).items():
-        records.append(compare(check, f"d{name}", grads.get(name), p.grad, tolerance, dtype))
-    records.append(compare(check, "dX", dX, x.grad, tolerance, dtype))
+    records = [compare(check, output_name(arch), out, out_t, tolerance, dtype),
+               compare(check, "loss", value, value_t, tolerance, dtype)]
+    grads_t = {name: p.grad for name, p in parameters_by_scratch_name(model).items()}
+    ahead = biases_ahead_of_batchnorm(params)
+    for name, g in grads_t.items():
+        records.append(compare(check, f"d{name}", grads.get(name), g, tolerance, dtype,
+                               _layer_scale(grads_t, name, ahead), AHEAD_OF_BATCHNORM * (name in ahead)))
+    records.append(compare(check, "dX", dX, dX_t, tolerance, dtype))
+    running_t = twin_steps.torch_buffers(model)
+    if running_t:
+        for name, b in running_t.items():
+            records.append(compare(check, name, buffers.get(name), b, tolerance, dtype))
+        records.append(compare(check, "outputs (eval mode)", twin_steps.scratch_eval(params, buffers, arch, X),
+                               twin_steps.torch_eval(model, X), tolerance, dtype))
     return records
 
 
-# ----------------------------------------------------------------------------- SGD steps
+# ----------------------------------------------------------------------------- training steps
 
 
 class _Worst:
     """The largest error of one quantity over the steps, and the step where it happened."""
 
-    def __init__(self):
-        self.abs_err, self.rel_err, self.step = 0.0, 0.0, None
+    def __init__(self, shape):
+        self.shape, self.abs_err, self.rel_err, self.step, self.note = shape, 0.0, 0.0, None, ""
+        self.scale = None
 
-    def update(self, abs_err, rel_err, step):
+    def update(self, abs_err, rel_err, step, scale=None):
         if self.step is None or rel_err > self.rel_err:
-            self.rel_err, self.step = rel_err, step
+            self.rel_err, self.step, self.scale = rel_err, step, scale
         self.abs_err = max(self.abs_err, abs_err)
 
 
-def compare_training(params, model, X, y, batches, lr, tolerance, drift_every=100, check=None, **sgd):
-    """Run SGD(lr, **sgd) on both twins over the same batches (a list of index arrays into X, y).
+def _follow(worst, ours, theirs, step, partners=None):
+    """Compare {name: array} against {name: tensor} at this step; a name missing on either
+    side is an infinite error; a name in partners is measured against its layer (see
+    biases_ahead_of_batchnorm). Returns the step's (rel, abs, name) of the largest error."""
+    step_worst = (0.0, 0.0, None)
+    for name in [*theirs, *(n for n in ours if n not in theirs)]:
+        a, b = ours.get(name), theirs.get(name)
+        record = worst.setdefault(name, _Worst(tuple(np.shape(b if b is not None else a))))
+        if a is None or b is None:
+            abs_err = rel_err = scale = float("inf")
+            record.note = f"missing on the {'scratch' if a is None else 'torch'} side"
+        else:
+            abs_err, rel_err, scale = _errors(a, twin_steps.as_array(b), _layer_scale(theirs, name, partners or {}))
+            record.note = AHEAD_OF_BATCHNORM if name in (partners or {}) else ""
+        record.update(abs_err, rel_err, step, scale)
+        step_worst = max(step_worst, (rel_err, abs_err, name), key=lambda t: t[0])
+    return step_worst
 
-    sgd: momentum, weight_decay, nesterov, passed to scratch.optim.SGD and torch.optim.SGD alike.
-    After every step each weight is compared; its record holds the worst step. The K losses
-    are compared as one (K,) tensor, so each step's loss error is measured against the loss
-    scale (the largest loss): a loss that training drives towards 0 has no relative accuracy
-    of its own, its rounding error stays that of the logits it came from.
+
+def training_check(K, optimizer="sgd"):
+    return f"{K} {twin_steps.OPTIMIZER_NAMES[optimizer]} steps"
+
+
+def compare_training(params, model, X, y, batches, lr, tolerance, drift_every=100, check=None, *,
+                     arch=Arch(), buffers=None, masks=None, loss="ce", optimizer="sgd", schedule="none",
+                     steps_per_epoch=None, noise_tolerance=None, **hyper):
+    """Train both twins over the same batches (a list of index arrays into X, y) and compare.
+
+    optimizer 'sgd', 'adam' or 'adamw' with lr and hyper (momentum, nesterov, weight_decay), built
+    as the training programs build it; schedule 'cosine' steps both twins' CosineAnnealingLR once
+    every steps_per_epoch steps (default: the whole run is one epoch), T_max = the epochs run.
+    masks: one entry per step (an iterable, drawn lazily if it likes), each the list of hidden
+    layers' dropout masks for that step's batch.
+    After every step each weight, each running statistic (batch norm) and each optimizer buffer
+    (momentum_buffer, exp_avg, exp_avg_sq) is compared; its record holds the worst step. The K
+    losses are compared as one (K,) tensor, so each step's loss error is measured against the
+    loss scale (the largest loss): a loss that training drives towards 0 has no relative
+    accuracy of its own. Likewise the K learning rates under a schedule.
+    noise_tolerance (default: tolerance) bounds the tensors that rounding noise moves: each
+    bias ahead of a batch norm and each running_mean, which averages that bias in. Their
+    gradient is zero in exact arithmetic, and Adam, dividing by its RMS, steps on the noise
+    (parity/tolerances.py gives the figures).
     Also returns the drift: every `drift_every` steps and after the last, the largest
     normwise error over all weights, and the tensor it was in.
-    Updates `params` and `model` in place.
+    Updates `params`, `buffers` and `model` in place.
     """
     dtype, K = str(X.dtype), len(batches)
-    check = check or f"{K} SGD steps"
-    optimizer = scratch_optim.SGD(params, lr=lr, **sgd)
+    check = check or training_check(K, optimizer)
+    ours, theirs = twin_steps.make_optimizers(params, model, optimizer, lr, **hyper)
+    schedule_ours, schedule_theirs = twin_steps.make_schedules(ours, theirs, schedule, K, steps_per_epoch or K)
     model_params = parameters_by_scratch_name(model)
-    optimizer_t = torch.optim.SGD(model.parameters(), lr=lr, **sgd)
-    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
-    worst = {name: _Worst() for name in model_params}
+    ahead = biases_ahead_of_batchnorm(params)
+    partners = {f"{b} {key}": f"{w} {key}" for b, w in ahead.items() for key in twin_steps.STATE_KEYS}
+    noisy = {*ahead, *(name for name in buffers or {} if name.startswith("running_mean"))}
+    masks = iter(masks) if masks is not None else itertools.repeat(None)
+    weights, followed = {}, {}  # name -> _Worst: the weights; running statistics and optimizer state
     losses, losses_t = np.zeros(K), np.zeros(K)  # K   the twins' loss at every step
+    lrs, lrs_t = np.zeros(K), np.zeros(K)  # K   the learning rate after every step
     drift = []
     for step, idx in enumerate(batches, start=1):
-        logits, caches = scratch_model.forward(params, X[idx])  # B, C
-        losses[step - 1], dlogits = scratch_losses.softmax_cross_entropy(logits, y[idx])
-        grads, _ = scratch_model.backward(dlogits, caches)
-        optimizer.step(grads)
-
-        idx_t = torch.from_numpy(idx)
-        optimizer_t.zero_grad(set_to_none=True)
-        loss_t = F.cross_entropy(model(X_t[idx_t]), y_t[idx_t])
-        loss_t.backward()
-        optimizer_t.step()
+        step_masks = next(masks)
+        _, losses[step - 1], grads, _ = twin_steps.scratch_pass(params, buffers, arch, loss, X[idx], y[idx],
+                                                                step_masks)
+        ours.step(grads)
+        _, loss_t, _ = twin_steps.torch_pass(model, loss, X[idx], y[idx], step_masks)
+        theirs.step()
         losses_t[step - 1] = loss_t.item()
+        if schedule_ours is not None and step % (steps_per_epoch or K) == 0:  # the end of an epoch
+            schedule_ours.step()
+            schedule_theirs.step()
+        lrs[step - 1], lrs_t[step - 1] = ours.lr, theirs.param_groups[0]["lr"]
 
-        step_worst = (0.0, 0.0, None)  # (rel, abs, name) over this step's weights
         with torch.no_grad():
-            for name, p in model_params.items():
-                abs_err, rel_err = errors(params[name], p.numpy())
-                worst[name].update(abs_err, rel_err, step)
-                step_worst = max(step_worst, (rel_err, abs_err, name), key=lambda t: t[0])
+            step_worst = _follow(weights, params, model_params, step)
+            _follow(followed, twin_steps.scratch_running_stats(buffers), twin_steps.torch_buffers(model), step)
+            _follow(followed, twin_steps.scratch_state(ours), twin_steps.torch_state(theirs, model), step, partners)
         if step % drift_every == 0 or step == K:
             drift.append({"step": step, "max_rel_err": step_worst[0], "max_abs_err": step_worst[1],
                           "tensor": step_worst[2]})
 
-    records = [Record(check, name, dtype, tuple(model_params[name].shape), w.abs_err, w.rel_err,
-                      tolerance, step=w.step) for name, w in worst.items()]
-    loss_record = compare(check, "loss (every step)", losses, losses_t, tolerance, dtype)
-    loss_record.step = int(np.abs(losses - losses_t).argmax()) + 1
-    records.append(loss_record)
+    noise_tolerance = tolerance if noise_tolerance is None else noise_tolerance
+    loose = noisy if noise_tolerance != tolerance else set()
+    records = [Record(check, name, dtype, w.shape, w.abs_err, w.rel_err,
+                      noise_tolerance if name in loose else tolerance, step=w.step,
+                      note=w.note or NOISE_DRIVEN * (name in loose), scale=w.scale)
+               for name, w in {**weights, **followed}.items()]
+    series = [("loss (every step)", losses, losses_t)]
+    series += [("lr (every step)", lrs, lrs_t)] if schedule_ours is not None else []
+    for name, a, b in series:
+        record = compare(check, name, a, b, tolerance, dtype)
+        record.step = int(np.abs(a - b).argmax()) + 1
+        records.append(record)
     return records, drift

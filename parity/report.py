@@ -7,6 +7,8 @@ Pure formatting of parity.run's Results; nothing here computes an error. Try it:
 import json
 import math
 
+from parity.compare import NOISE_DRIVEN
+
 # ----------------------------------------------------------------------------- numbers
 
 
@@ -29,18 +31,27 @@ def _verdict(record):
 # ----------------------------------------------------------------------------- the table
 
 
+ACTIVATION_NAMES = {"relu": "ReLU", "tanh": "tanh", "sigmoid": "sigmoid", "leaky_relu": "leaky ReLU"}
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
+
+
 def describe(config, n_train, n_test, steps):
-    sizes = "-".join(map(str, config.layer_sizes))
+    """The heading line: the network, the optimizer, the loss, the data and the run's length."""
+    net = "-".join(map(str, config.layer_sizes)) + " " + ACTIVATION_NAMES.get(config.activation, config.activation)
+    net += " batchnorm" * config.batchnorm + (f" dropout {config.dropout:g}" if config.dropout else "")
     epochs = steps * config.batch_size / n_train
-    sgd = f"SGD lr {config.lr:g}" + (f" momentum {config.momentum:g}" if config.momentum else "")
-    sgd += " nesterov" * config.nesterov
-    sgd += f" weight decay {config.weight_decay:g}" if config.weight_decay else ""
-    return (f"parity: {sizes} ReLU, {sgd}, batch {config.batch_size}, seed {config.seed}, "
+    opt = f"{OPTIMIZER_NAMES.get(config.optimizer, config.optimizer)} lr {config.lr:g}"
+    opt += f" momentum {config.momentum:g}" if config.momentum else ""
+    opt += " nesterov" * config.nesterov
+    opt += f" weight decay {config.weight_decay:g}" if config.weight_decay else ""
+    opt += ", cosine schedule" if config.schedule == "cosine" else ""
+    loss = "" if config.loss == "ce" else f", {config.loss} loss"
+    return (f"parity: {net}, {opt}{loss}, batch {config.batch_size}, seed {config.seed}, "
             f"{n_train} train / {n_test} test images, {steps} steps ({epochs:.2f} epochs)")
 
 
-LEGEND = ("rel err = max|scratch - torch| / max|torch| per tensor; over SGD steps, the worst step; "
-          "float32 weights over a run are reported, not checked")
+LEGEND = ("rel err = max|scratch - torch| / max|torch| per tensor; over training steps, the worst step; "
+          "float32 tensors over a run are reported, not checked")
 HEADER = (f"  {'check':<16}{'tensor':<23}{'shape':<13}{'max abs err':>12}{'max rel err':>13}"
           f"{'tolerance':>11}  verdict")
 
@@ -69,9 +80,14 @@ def _headline(res):
     """A dtype's figures: worst one-batch error, worst checked (or final) run error, test set."""
     one = max((r for r in res.records if r.check == "one batch"), key=lambda r: r.max_rel_err)
     part = f"{res.dtype}: one batch <= {_num(one.max_rel_err)}"
-    trained = [r for r in res.records if r.check.endswith("SGD steps") and r.tolerance is not None]
+    trained = [r for r in res.records if r.check.endswith(" steps") and r.tolerance is not None]
+    noisy = [r for r in trained if r.note == NOISE_DRIVEN]
+    trained = [r for r in trained if r.note != NOISE_DRIVEN]
     if trained:
         part += f", {res.steps} steps <= {_num(max(r.max_rel_err for r in trained))}"
+        if noisy:
+            part += (f" ({', '.join(r.name for r in noisy)}, moved by rounding noise: "
+                     f"<= {_num(max(r.max_rel_err for r in noisy))})")
     elif res.drift:
         part += f", weights {_num(res.drift[-1]['max_rel_err'])} apart after {res.steps} steps (drift)"
     differing = [r for r in res.records if r.name == "predictions differing"]
@@ -94,6 +110,10 @@ def summary(results):
     failed = [f"{r.dtype} {r.name}" for r in checked if not r.ok]
     if failed:
         parts.append("failing: " + ", ".join(failed))
+    one_batch_ok = all(r.ok for r in checked if r.check == "one batch")
+    if failed and one_batch_ok and any(r.check.endswith(" steps") for r in checked if not r.ok):
+        parts.append("the one-batch check agrees: if the drift grows step by step, training is "
+                     "unstable at this lr and amplifies rounding; try a lower --lr")
     return "; ".join(parts)
 
 
@@ -110,14 +130,17 @@ def record_dict(r):
             "max_abs_err": _finite_or_none(float(r.max_abs_err)),
             "max_rel_err": _finite_or_none(float(r.max_rel_err)),
             "tolerance": r.tolerance, "checked": r.checked, "ok": r.ok,
-            "step": r.step, "note": r.note}
+            "step": r.step, "note": r.note,
+            "scale": _finite_or_none(None if r.scale is None else float(r.scale))}
 
 
 def to_json(config, results, n_train, n_test):
     """The one JSON object: ok, the configuration, every record, drift and accuracies per dtype."""
-    configuration = {"layer_sizes": list(config.layer_sizes), "lr": config.lr,
+    configuration = {"layer_sizes": list(config.layer_sizes), "activation": config.activation,
+                     "batchnorm": config.batchnorm, "dropout": config.dropout, "loss": config.loss,
+                     "optimizer": config.optimizer, "lr": config.lr,
                      "momentum": config.momentum, "weight_decay": config.weight_decay,
-                     "nesterov": config.nesterov,
+                     "nesterov": config.nesterov, "schedule": config.schedule,
                      "batch_size": config.batch_size, "seed": config.seed,
                      "steps": results[0].steps if results else config.steps, "limit": config.limit,
                      "dtypes": [res.dtype for res in results], "n_train": n_train, "n_test": n_test}

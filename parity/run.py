@@ -1,11 +1,14 @@
 """A parity run: a configuration, both twins built from the same weights, every check in one dtype.
 
 `run(config)` is what `python -m parity` calls; parity/report.py prints its results. For each
-dtype: one batch compared tensor by tensor, then K SGD steps on the same minibatch sequence,
-then both trained models on the test set. Try it:
+dtype: one batch compared tensor by tensor, then K training steps on the same minibatch
+sequence (and the same dropout masks), then both trained models on the test set. Try it:
     python -c "from parity.run import Config, run; print(run(Config(steps=20))[0].ok)"
+    python -c "from parity.run import Config, run; print(run(Config(steps=100, limit=1280,
+               batchnorm=True, dropout=0.2, optimizer='adamw', schedule='cosine'))[0].ok)"
 """
 
+import itertools
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,11 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from common.cli import N_CLASSES, N_FEATURES
+from common.cli import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, LOSSES, N_CLASSES, N_FEATURES
 from common.errors import InputError
 from parity import tolerances
-from parity.compare import Record, compare_one_batch, compare_training
+from parity.compare import Record, compare, compare_one_batch, compare_training, training_check
 from parity.convert import load_params_into
+from parity.steps import OPTIMIZER_NAMES, draw_masks, scratch_eval, torch_eval, with_given_masks
 from scratch import model as scratch_model
 from scratch.data import check_dataset, load_mnist
 from torchimpl.model import MLP
@@ -28,14 +32,19 @@ EVAL_BATCH = 1000  # test-set evaluation batch; any size gives the same predicti
 # ----------------------------------------------------------------------------- configuration
 
 
+SCHEDULES = ("none", "cosine")
+
+
 @dataclass(frozen=True)
 class Config:
-    """What defines a parity run. steps None: one epoch, ceil(N / batch_size) steps."""
+    """What defines a parity run: the training programs' flags. steps None: one epoch,
+    ceil(N / batch_size) steps. lr and weight_decay None: the programs' defaults for the
+    optimizer (common.cli: SGD lr 0.5; Adam and AdamW lr 1e-3; AdamW weight decay 1e-2)."""
 
     layer_sizes: tuple = (N_FEATURES, 128, 64, N_CLASSES)
-    lr: float = 0.5
+    lr: float | None = None
     momentum: float = 0.0
-    weight_decay: float = 0.0
+    weight_decay: float | None = None
     nesterov: bool = False
     batch_size: int = 64
     seed: int = 0
@@ -44,6 +53,50 @@ class Config:
     data_dir: str | None = None
     dtypes: tuple = DTYPES
     drift_every: int = 100
+    activation: str = "relu"
+    batchnorm: bool = False
+    dropout: float = 0.0
+    loss: str = "ce"
+    optimizer: str = "sgd"
+    schedule: str = "none"
+
+    def __post_init__(self):
+        if self.lr is None and self.optimizer in DEFAULT_LR:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
+        if self.weight_decay is None and self.optimizer in DEFAULT_WEIGHT_DECAY:
+            object.__setattr__(self, "weight_decay", DEFAULT_WEIGHT_DECAY[self.optimizer])
+
+    @property
+    def arch(self):
+        """The layers as scratch.model wires them; a sigmoid on the output for 'bce' only."""
+        return scratch_model.Arch(self.activation, self.batchnorm, self.dropout, sigmoid_output=self.loss == "bce")
+
+    @property
+    def hyper(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
+
+
+def check_config(config, n_train):
+    """Refuse what the training programs refuse, before either twin runs (InputError)."""
+    for dtype in config.dtypes:
+        if dtype not in DTYPES:
+            raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    for field_name, allowed in (("optimizer", OPTIMIZER_NAMES), ("loss", LOSSES), ("schedule", SCHEDULES)):
+        if getattr(config, field_name) not in allowed:
+            raise InputError(f"{field_name} must be one of {', '.join(allowed)}, "
+                             f"got {getattr(config, field_name)!r}")
+    config.arch  # noqa: B018  (Arch refuses an unknown activation or a dropout outside [0, 1))
+    if not config.lr > 0 or config.momentum < 0 or config.weight_decay < 0:
+        raise InputError(f"lr must be positive, momentum and weight decay >= 0, got "
+                         f"{config.lr}, {config.momentum}, {config.weight_decay}")
+    if config.optimizer != "sgd" and (config.momentum or config.nesterov):
+        raise InputError(f"momentum and nesterov belong to sgd, not {config.optimizer}")
+    if config.nesterov and not config.momentum > 0:
+        raise InputError("nesterov needs momentum above 0")
+    if config.batchnorm and (config.batch_size < 2 or n_train % config.batch_size == 1):
+        raise InputError(f"batch norm in training mode needs batches of 2 or more: batch size "
+                         f"{config.batch_size} on {n_train} images leaves a batch of 1; change "
+                         f"--batch-size or --limit")
 
 
 @dataclass
@@ -119,30 +172,39 @@ def load_data(config):
 # ----------------------------------------------------------------------------- one dtype
 
 
-def twins(layer_sizes, dtype, rng):
-    """scratch params drawn from rng as nn.Linear draws them, and a torch MLP holding a copy."""
-    params = scratch_model.init_params(layer_sizes, rng, np.dtype(dtype))
-    model = MLP(list(layer_sizes)).to(getattr(torch, dtype))
-    return params, load_params_into(model, params)
+def twins(layer_sizes, dtype, rng, arch=scratch_model.Arch()):
+    """(params, buffers, model): scratch params drawn from rng as nn.Linear draws them (batch
+    norm's gamma 1, beta 0), its running statistics, and a torchimpl MLP holding a copy of
+    both, with each nn.Dropout swapped for a GivenMask so that both twins use the same masks."""
+    params = scratch_model.init_params(layer_sizes, rng, np.dtype(dtype), batchnorm=arch.batchnorm)
+    buffers = scratch_model.init_buffers(params)
+    model = MLP(list(layer_sizes), arch.activation, arch.batchnorm, arch.dropout,
+                arch.sigmoid_output).to(getattr(torch, dtype))
+    return params, buffers, with_given_masks(load_params_into(model, params, buffers))
 
 
-def _predictions(params, model, X):
-    with torch.no_grad():
-        ours = np.concatenate([scratch_model.predict(params, X[i:i + EVAL_BATCH])
-                               for i in range(0, len(X), EVAL_BATCH)])
-        theirs = torch.cat([model(torch.from_numpy(X[i:i + EVAL_BATCH])).argmax(dim=1)
-                            for i in range(0, len(X), EVAL_BATCH)]).numpy()
-    return ours, theirs
+def _eval_outputs(params, buffers, arch, model, X):
+    """Both twins' evaluation-mode outputs on X, in batches of EVAL_BATCH: (ours, theirs), (N, C)."""
+    chunks = [(scratch_eval(params, buffers, arch, X[i:i + EVAL_BATCH]), torch_eval(model, X[i:i + EVAL_BATCH]))
+              for i in range(0, len(X), EVAL_BATCH)]
+    return np.concatenate([a for a, _ in chunks]), torch.cat([b for _, b in chunks]).numpy()
 
 
-def evaluate_both(params, model, X_test, y_test, dtype):
-    """Predicted classes and accuracy of both trained twins; returns (records, accuracy)."""
-    ours, theirs = _predictions(params, model, X_test)
+def evaluate_both(params, model, X_test, y_test, dtype, arch=scratch_model.Arch(), buffers=None,
+                  tolerance=None):
+    """Both trained twins on the test set in evaluation mode: their outputs (within `tolerance`,
+    default the dtype's SGD training tolerance), the predicted classes and the accuracies;
+    returns (records, accuracy)."""
+    tolerance = tolerances.TRAINING[dtype] if tolerance is None else tolerance
+    ours, theirs = _eval_outputs(params, buffers, arch, model, X_test)  # N, C
+    outputs = compare("test set", "outputs (eval mode)", ours, theirs, tolerance, dtype)
+    ours, theirs = ours.argmax(axis=1), theirs.argmax(axis=1)
     accuracy = {"scratch": float((ours == y_test).mean()), "torch": float((theirs == y_test).mean())}
     differing = int((ours != theirs).sum())
     gap = abs(accuracy["scratch"] - accuracy["torch"])
     shape = (len(X_test),)
     return [
+        outputs,
         Record("test set", "predictions differing", dtype, shape, differing, differing / len(X_test),
                tolerances.PREDICTIONS_DIFFERING[dtype], checked="max_abs_err"),
         Record("test set", "accuracy", dtype, (), gap, gap / max(accuracy["torch"], 1e-300),
@@ -151,11 +213,11 @@ def evaluate_both(params, model, X_test, y_test, dtype):
     ], accuracy
 
 
-def _guarded(check, dtype, compare):
-    """compare() -> (records, extra); a twin that raises instead is one failing record, named
+def _guarded(check, dtype, checks):
+    """checks() -> (records, extra); a twin that raises instead is one failing record, named
     after the check, with the error as its note, and extra None."""
     try:
-        return compare()
+        return checks()
     except InputError:  # a bad configuration is the user's to fix, not a parity failure
         raise
     except (ValueError, RuntimeError, IndexError) as err:  # a broken twin may not even run
@@ -163,26 +225,43 @@ def _guarded(check, dtype, compare):
         return [Record(check, "raised", dtype, (), float("inf"), float("inf"), 0.0, note=note)], None
 
 
+def training_tolerances(config, dtype):
+    """(tolerance, noise tolerance) over a run: SGD's, or Adam's looser pair (tolerances.py)."""
+    if config.optimizer == "sgd":
+        return tolerances.TRAINING[dtype], tolerances.TRAINING[dtype]
+    return tolerances.ADAM_TRAINING[dtype], tolerances.NOISE_DRIVEN[dtype]
+
+
 def run_dtype(config, train, test, dtype):
     """Every check of `config` in one dtype ('float64' or 'float32'); returns a Result."""
     start = time.perf_counter()
     X, y = train[0].astype(dtype), train[1]
     X_test, y_test = test[0].astype(dtype), test[1]
-    rng = np.random.default_rng(config.seed)
-    params, model = twins(config.layer_sizes, dtype, rng)
-    steps = config.steps or -(-len(X) // config.batch_size)
+    rng, arch = np.random.default_rng(config.seed), config.arch
+    params, buffers, model = twins(config.layer_sizes, dtype, rng, arch)
+    steps_per_epoch = -(-len(X) // config.batch_size)
+    steps = config.steps or steps_per_epoch
     batches = batch_sequence(len(X), config.batch_size, steps, rng)
 
+    def draw(idx):  # each step's dropout masks, drawn once from rng and handed to both twins
+        return draw_masks(rng, config.layer_sizes[1:-1], len(idx), arch.dropout, dtype)
+
+    first = draw(batches[0])  # the one-batch check's masks, reused by the first training step
+    check = training_check(steps, config.optimizer)
+    training, noise = training_tolerances(config, dtype)
     with full_precision_one_thread():
         records, _ = _guarded("one batch", dtype, lambda: (compare_one_batch(
-            params, model, X[batches[0]], y[batches[0]], tolerances.ONE_BATCH[dtype]), None))
-        trained, drift = _guarded(f"{steps} SGD steps", dtype, lambda: compare_training(
-            params, model, X, y, batches, config.lr, tolerances.TRAINING[dtype], config.drift_every,
-            momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov))
+            params, model, X[batches[0]], y[batches[0]], tolerances.ONE_BATCH[dtype], arch=arch,
+            buffers=buffers, masks=first, loss=config.loss), None))
+        trained, drift = _guarded(check, dtype, lambda: compare_training(
+            params, model, X, y, batches, config.lr, training, config.drift_every,
+            arch=arch, buffers=buffers, masks=itertools.chain([first], map(draw, batches[1:])),
+            loss=config.loss, optimizer=config.optimizer, schedule=config.schedule,
+            steps_per_epoch=steps_per_epoch, noise_tolerance=noise, **config.hyper))
         records += trained
         accuracy = {}
         if drift is not None:  # models that trained can be evaluated
-            test_records, accuracy = evaluate_both(params, model, X_test, y_test, dtype)
+            test_records, accuracy = evaluate_both(params, model, X_test, y_test, dtype, arch, buffers, training)
             records += test_records
     return Result(dtype, records, drift, accuracy, steps, time.perf_counter() - start)
 
@@ -192,11 +271,9 @@ def run(config, data=None, on_result=None):
 
     on_result(result) is called as each dtype finishes, so a program can print as it goes.
     """
-    for dtype in config.dtypes:
-        if dtype not in DTYPES:
-            raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     scratch_model.check_layer_sizes(config.layer_sizes)
     train, test = load_data(config) if data is None else data
+    check_config(config, len(train[0]))
     for X_, y_ in (train, test):
         check_dataset(X_, y_, config.layer_sizes[0], config.layer_sizes[-1])
     results = []

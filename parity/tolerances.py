@@ -33,8 +33,29 @@ F32_ONE_BATCH = 1e-5
 # both runs' test accuracy, within half a percentage point (measured: 0.30 points apart).
 TEST_ACCURACY_GAP = 0.005
 
+# float64, Adam and AdamW: every weight, running statistic and moment after every step, the
+# losses, and the test set's eval-mode outputs. Adam divides each gradient entry by its own
+# RMS plus eps = 1e-8, so where a gradient entry is near 0 a step moves the weight by
+# lr g / (|g| + eps): its sensitivity to g is lr / eps = 1e5 at the default lr 1e-3, and the
+# gradient's rounding (a few 1e-18 absolute, sums that cancel) becomes ~1e-13 in the weight.
+# Measured: at most 1.7e-11 (W1, at the first step, over a 938-step MNIST epoch), 1.8e-12
+# over 100 steps on 1280 images; every other tensor 1e-12 or less. 1e-10 is the target.
+F64_ADAM_TRAINING = 1e-10
+
+# float64, Adam and AdamW with batch norm: each Linear bias ahead of a batch norm, and each
+# running_mean (0.1 of every batch mean, bias included). Batch norm subtracts the batch mean,
+# so that bias has zero gradient in exact arithmetic; each twin computes rounding noise
+# (~1e-17) instead, Adam steps on it (lr * noise / eps ~ 1e-12 a step) and the two twins'
+# biases random-walk apart. Nothing downstream sees it (training outputs do not depend on
+# the bias; eval outputs stay 2e-12 apart). Measured: b1 1.3e-9 and running_mean1 5.0e-11
+# after a 938-step MNIST epoch; 8e-10 and 5e-11 after 100 steps on 1280 images. 1e-8 is 8x
+# that and still catches a wrong running-statistics rule, which is off by 1e-2 or more.
+F64_NOISE_DRIVEN = 1e-8
+
 # Per dtype; None: reported, not checked.
 ONE_BATCH = {"float64": F64_ONE_BATCH, "float32": F32_ONE_BATCH}
 TRAINING = {"float64": F64_TRAINING, "float32": None}
+ADAM_TRAINING = {"float64": F64_ADAM_TRAINING, "float32": None}
+NOISE_DRIVEN = {"float64": F64_NOISE_DRIVEN, "float32": None}
 PREDICTIONS_DIFFERING = {"float64": F64_PREDICTIONS_DIFFERING, "float32": None}
 TEST_ACCURACY = {"float64": TEST_ACCURACY_GAP, "float32": TEST_ACCURACY_GAP}

@@ -77,7 +77,7 @@ def test_error_of_zero_tensors_nan_and_mismatched_shapes():
 
 
 def test_twins_start_from_bit_identical_weights():
-    params, net = twins((784, 128, 64, 10), "float64", np.random.default_rng(0))
+    params, _, net = twins((784, 128, 64, 10), "float64", np.random.default_rng(0))
     for name, p in parameters_by_scratch_name(net).items():
         assert p.dtype == torch.float64 and np.array_equal(params[name], p.detach().numpy()), name
 
@@ -88,7 +88,7 @@ def test_twins_start_from_bit_identical_weights():
 def test_one_mnist_batch_agrees_within_1e13_in_float64_and_1e5_in_float32(mnist, one_thread):
     (X, y), _ = mnist
     for dtype, tolerance in [("float64", tolerances.F64_ONE_BATCH), ("float32", tolerances.F32_ONE_BATCH)]:
-        params, net = twins((784, 128, 64, 10), dtype, np.random.default_rng(0))
+        params, _, net = twins((784, 128, 64, 10), dtype, np.random.default_rng(0))
         records = compare_one_batch(params, net, X[:64].astype(dtype), y[:64], tolerance)
         assert [r.name for r in records] == ["logits", "loss", "dW1", "db1", "dW2", "db2", "dW3", "db3", "dX"]
         assert all(r.ok and r.tolerance == tolerance for r in records), [vars(r) for r in records if not r.ok]
@@ -181,7 +181,8 @@ def test_python_m_parity_prints_a_table_per_dtype_and_a_one_line_summary():
 @pytest.mark.parametrize("flags, message", [
     (["--limit", "100000"], "exceeds the 60000 training images"),
     (["--data-dir", "/nonexistent"], "does not exist"),
-    (["--activation", "tanh"], "parity compares the plain network"),
+    (["--batchnorm", "--batch-size", "1"], "batch norm in training mode needs batches of 2 or more"),
+    (["--batchnorm", "--limit", "129"], "leaves a batch of 1"),
 ])
 def test_bad_input_is_one_line_on_stderr_and_exit_status_2(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -122,7 +122,7 @@ def test_linear_and_relu_match_autograd_for_any_shape_and_upstream_gradient(N, D
 @given(sizes=architectures(), N=batch_sizes, seed=seeds)
 def test_network_backward_matches_autograd_for_any_architecture_and_upstream_gradient(sizes, N, seed):
     rng = np.random.default_rng(seed)
-    params, net = twins(sizes, "float64", rng)
+    params, _, net = twins(sizes, "float64", rng)
     X, _ = data(rng, sizes, N)
     dout = rng.standard_normal((N, sizes[-1]))  # N, C   random upstream gradient on the logits
     logits, caches = model.forward(params, X)
@@ -149,7 +149,7 @@ def test_network_backward_matches_autograd_for_any_architecture_and_upstream_gra
 @given(sizes=architectures(min_width=2), N=batch_sizes, seed=seeds)
 def test_one_batch_with_cross_entropy_agrees_in_float64_for_any_architecture(sizes, N, seed):
     rng = np.random.default_rng(seed)
-    params, net = twins(sizes, "float64", rng)
+    params, _, net = twins(sizes, "float64", rng)
     X, y = data(rng, sizes, N)
     records = compare_one_batch(params, net, X, y, tolerances.F64_ONE_BATCH)
     assert not failing(records), failing(records)
@@ -160,7 +160,7 @@ def test_one_batch_with_cross_entropy_agrees_in_float64_for_any_architecture(siz
 @given(sizes=architectures(min_width=2), N=batch_sizes, seed=seeds)
 def test_one_batch_agrees_within_the_float32_bound_for_any_architecture(sizes, N, seed):
     rng = np.random.default_rng(seed)
-    params, net = twins(sizes, "float32", rng)
+    params, _, net = twins(sizes, "float32", rng)
     X, y = data(rng, sizes, N, "float32")
     records = compare_one_batch(params, net, X, y, tolerances.F32_ONE_BATCH)
     assert not failing(records), failing(records)
@@ -172,7 +172,7 @@ def test_one_batch_agrees_within_the_float32_bound_for_any_architecture(sizes, N
 def test_sgd_steps_agree_in_float64_for_any_architecture_and_partial_batches(sizes, n, batch_size, seed,
                                                                              momentum):
     rng = np.random.default_rng(seed)
-    params, net = twins(sizes, "float64", rng)
+    params, _, net = twins(sizes, "float64", rng)
     X, y = data(rng, sizes, n)
     batches = batch_sequence(n, batch_size, 4, rng)  # 4 steps, crossing an epoch when n is small
     records, drift = compare_training(params, net, X, y, batches, lr=0.1, momentum=momentum,
