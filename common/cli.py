@@ -9,6 +9,7 @@ import json
 import sys
 
 from common.idx import DEFAULT_DATA_DIR
+from common.presets import DATASETS, PRESETS, preset_help, size_text
 
 N_FEATURES, N_CLASSES = 784, 10  # MNIST: 28 x 28 pixels in, ten digits out
 
@@ -20,6 +21,16 @@ def positive_int(text):
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
     return value
 
 
@@ -93,8 +104,24 @@ def add_model_flags(parser):
     return parser
 
 
+def add_preset_flags(parser):
+    """--preset and --data: which chapter's example, which data set. Applied by parse_args."""
+    parser.add_argument("--preset", choices=list(PRESETS), default=None, help=preset_help())
+    parser.add_argument("--data", choices=list(DATASETS), default="mnist",
+                        help="the data set: mnist (the files in --data-dir), or one generated from "
+                             "--seed: edges (5x5 patches), student (four students), sum (y = sum(x)) "
+                             "(default: mnist, or the preset's)")
+    return parser
+
+
 def finish_args(parser, args):
     """Fill the defaults that depend on the optimizer and refuse combinations that make no sense."""
+    data = getattr(args, "data", "mnist")
+    if args.loss not in DATASETS[data].losses:
+        parser.error(f"--loss {args.loss} does not fit the {data} data ({DATASETS[data].task}): "
+                     f"use one of {', '.join(DATASETS[data].losses)}")
+    if DATASETS[data].fresh_rows and args.limit is not None:
+        parser.error(f"--limit does not apply to the {data} data: it draws fresh rows every epoch")
     if args.lr is None:
         args.lr = DEFAULT_LR[args.optimizer]
     if args.weight_decay is None:
@@ -107,10 +134,27 @@ def finish_args(parser, args):
 
 
 def build_parser(prog, description, device=False):
-    """The training programs' parser: the model flags plus --epochs (and --device for torch)."""
+    """The training programs' parser: the model and preset flags, --epochs, the files
+    (--save, --load, --plot), --summary, --print-every (and --device for torch)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--epochs", type=positive_int, default=20, help="training epochs (default: 20)")
+    parser.add_argument("--epochs", type=non_negative_int, default=20,
+                        help="training epochs; 0 evaluates the model (with --load: the loaded one) "
+                             "without training (default: 20, or the preset's)")
     add_model_flags(parser)
+    add_preset_flags(parser)
+    parser.add_argument("--print-every", type=positive_int, default=1, metavar="K",
+                        help="print epoch 1, 1 + K, 1 + 2K, ... and the last (default: 1, or the preset's)")
+    parser.add_argument("--save", metavar="PATH", default=None,
+                        help="after training, write the model to PATH (scratch: .npz; torchimpl: a "
+                             "state_dict via torch.save); the write is atomic")
+    parser.add_argument("--load", metavar="PATH", default=None,
+                        help="start from the model in PATH, written by either twin (or a state_dict "
+                             "of the same nn.Sequential); it must fit the network the flags build")
+    parser.add_argument("--plot", metavar="PATH", default=None,
+                        help="after training, draw the per-epoch training loss and test accuracy "
+                             "(test MSE for sum) into a PNG at PATH (needs matplotlib)")
+    parser.add_argument("--summary", action="store_true",
+                        help="print the layer table and parameter count, then exit without training")
     if device:
         parser.add_argument("--device", default="auto",
                             help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default: auto)")
@@ -118,35 +162,62 @@ def build_parser(prog, description, device=False):
 
 
 def parse_args(parser, argv):
-    return finish_args(parser, parser.parse_args(argv))
+    """Parse argv; with --preset NAME, parse again with the preset's settings as the defaults,
+    so that the flags given explicitly still override them."""
+    args = parser.parse_args(argv)
+    if getattr(args, "preset", None):
+        dests = {action.dest for action in parser._actions}
+        parser.set_defaults(**{k: v for k, v in PRESETS[args.preset].settings.items() if k in dests})
+        args = parser.parse_args(argv)
+    return finish_args(parser, args)
 
 
 def layer_sizes(args):
-    return [N_FEATURES, *args.hidden, N_CLASSES]
+    data = DATASETS[getattr(args, "data", "mnist")]
+    return [data.inputs, *args.hidden, data.outputs]
 
 
 def describe_run(name, args, n_train, n_test, extra=""):
     """The line printed before the first epoch, the same on both twins but for the name."""
+    data = getattr(args, "data", "mnist")
     net = "-".join(map(str, layer_sizes(args))) + f" {args.activation}"
     net += " batchnorm" * args.batchnorm + (f" dropout {args.dropout:g}" if args.dropout else "")
     opt = f"{args.optimizer} lr {args.lr:g}"
     opt += f" momentum {args.momentum:g}" if args.momentum else ""
     opt += " nesterov" * args.nesterov + (f" weight decay {args.weight_decay:g}" if args.weight_decay else "")
     opt += " cosine" if args.schedule == "cosine" else ""
+    preset = f", preset {args.preset}" if getattr(args, "preset", None) else ""
     return (f"{name}: {net}, {opt}, {args.loss} loss, batch {args.batch_size}, {args.dtype}, "
-            f"{n_train} train / {n_test} test images{extra}")
+            f"{size_text(data, n_train, n_test)}{preset}{extra}")
 
 
-def epoch_record(epoch, train_loss, train_acc, test_acc, seconds):
-    return {"epoch": epoch, "train_loss": float(train_loss), "train_acc": float(train_acc),
-            "test_acc": float(test_acc), "seconds": float(seconds)}
+def epoch_record(epoch, train_loss, train_acc, test_acc, seconds, test_mse=None):
+    """One epoch's figures. An accuracy is None where the task has none (regression) or there
+    is no test set (student); regression adds test_mse, the mean squared error on the test set."""
+    record = {"epoch": epoch, "train_loss": float(train_loss),
+              "train_acc": None if train_acc is None else float(train_acc),
+              "test_acc": None if test_acc is None else float(test_acc), "seconds": float(seconds)}
+    if test_mse is not None:
+        record["test_mse"] = float(test_mse)
+    return record
+
+
+def _figure(value):
+    return "-" if value is None else f"{value:.4f}"
 
 
 def format_epoch(record, epochs):
     width = len(str(epochs))
+    mse = f"test mse {record['test_mse']:.6f}  " if "test_mse" in record else ""
     return (f"epoch {record['epoch']:>{width}}/{epochs}  train loss {record['train_loss']:.4f}  "
-            f"train acc {record['train_acc']:.4f}  test acc {record['test_acc']:.4f}  "
-            f"{record['seconds']:.2f}s")
+            f"train acc {_figure(record['train_acc'])}  test acc {_figure(record['test_acc'])}  "
+            f"{mse}{record['seconds']:.2f}s")
+
+
+def should_print(epoch, epochs, every):
+    """Epoch 1, 1 + every, 1 + 2 every, ... and the last: the chapters' `epoch % 100 == 0`
+    counted from 0 (their printed loss is the one computed during that epoch)."""
+    return epoch == epochs or (epoch - 1) % every == 0
 
 
 def report_epoch(record, epochs, as_json):

@@ -1,17 +1,24 @@
-"""Train the NumPy twin on MNIST: python -m scratch.train [--epochs 20 --hidden 128 64 ...]
+"""Train the NumPy twin: python -m scratch.train [--preset NAME] [--epochs 20 --hidden 128 64 ...]
 
 Twin: torchimpl/train.py takes the same flags and prints the same lines. One training step is
 forward, loss, backward, optimizer step, the four lines torch writes as model(x), loss_fn,
-loss.backward(), optimizer.step().
+loss.backward(), optimizer.step(). MNIST by default; --preset runs one of the chapters'
+examples (common/presets.py); --save, --load, --plot and --summary handle the model's files.
 """
 
+import json
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-from common import cli
+from common import cli, plot, summary
+from common.checkpoint import check_writable
 from common.errors import InputError, run_cli
-from scratch.data import check_dataset, iterate_minibatches, load_mnist
+from common.presets import DATASETS, PRESETS
+from scratch import checkpoint, datasets
+from scratch.data import check_dataset, iterate_minibatches
 from scratch.losses import binary_cross_entropy, binary_cross_entropy_with_logits, mse, softmax_cross_entropy
 from scratch.model import Arch, init_buffers, init_params, forward, backward, layer_sizes_of, predict
 from scratch.optim import SGD, Adam, AdamW
@@ -20,6 +27,7 @@ from scratch.schedules import CosineAnnealingLR
 EVAL_BATCH = 1000  # evaluation batch: any size gives the same predictions, this one is fast
 LOSSES = {"ce": softmax_cross_entropy, "bce": binary_cross_entropy,
           "bce-logits": binary_cross_entropy_with_logits, "mse": mse}
+ACTIVATION_MODULES = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "leaky_relu": "LeakyReLU"}
 
 # ----------------------------------------------------------------------------- pieces of a run
 
@@ -31,10 +39,22 @@ def make_optimizer(name, params, lr, momentum=0.0, nesterov=False, weight_decay=
 
 
 def loss_targets(loss, y, out):
-    """Class labels for cross-entropy; for the other losses, one-hot rows shaped like the output."""
+    """Class labels for cross-entropy; for the other losses, one-hot rows shaped like the output
+    (float targets, as the student and sum data have, pass through: the loss checks shapes)."""
     if loss == "ce" or not np.issubdtype(y.dtype, np.integer):
         return y
     return np.eye(out.shape[1], dtype=out.dtype)[y]  # N, C
+
+
+def check_targets(X, y, n_features, n_outputs):
+    """Raise InputError unless X is (N, n_features) finite floats and y (N, n_outputs) floats."""
+    if X.ndim != 2 or X.shape[1] != n_features or len(X) == 0:
+        raise InputError(f"inputs must have shape (N, {n_features}) with N > 0, got {X.shape}")
+    if not np.issubdtype(X.dtype, np.floating) or not np.isfinite(X).all():
+        raise InputError("inputs must be finite floating-point numbers")
+    if y.shape != (len(X), n_outputs) or not np.issubdtype(y.dtype, np.floating):
+        raise InputError(f"targets must be floats shaped ({len(X)}, {n_outputs}) like the outputs, "
+                         f"got {y.dtype} {y.shape}")
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -58,60 +78,151 @@ def train_epoch(params, optimizer, X, y, batch_size, rng, arch=Arch(), buffers=N
     return total / len(X)
 
 
-def evaluate(params, X, y, arch=Arch(), buffers=None):
-    """Accuracy of the model on (X, y), in evaluation mode."""
-    correct = 0
+def evaluate(params, X, y, arch=Arch(), buffers=None, task="classes", loss="ce"):
+    """In evaluation mode: the accuracy (classes: the largest output; binary: the output above
+    0.5, or above 0 for bce-logits' logits), or for regression the mean squared error."""
+    if task == "classes":
+        correct = 0
+        for xb, yb in iterate_minibatches(X, y, EVAL_BATCH):
+            correct += int((predict(params, xb, arch, buffers) == yb).sum())
+        return correct / len(X)
+    total, threshold = 0.0, 0.0 if loss == "bce-logits" else 0.5
     for xb, yb in iterate_minibatches(X, y, EVAL_BATCH):
-        correct += int((predict(params, xb, arch, buffers) == yb).sum())
-    return correct / len(X)
+        out, _ = forward(params, xb, arch, buffers, train=False)  # B, 1
+        total += float(((out > threshold) == (yb > 0.5)).sum() if task == "binary" else ((out - yb) ** 2).sum())
+    return total / y.size
+
+
+def mean_loss(params, X, y, arch=Arch(), buffers=None, loss="ce"):
+    """The loss over (X, y) in evaluation mode, per example: what --epochs 0 reports."""
+    total = 0.0
+    for xb, yb in iterate_minibatches(X, y, EVAL_BATCH):
+        out, _ = forward(params, xb, arch, buffers, train=False)
+        total += float(LOSSES[loss](out, loss_targets(loss, yb, out))[0]) * len(yb)
+    return total / len(X)
 
 
 # ----------------------------------------------------------------------------- the run
 
 
+def epoch_figures(params, train, test, arch=Arch(), buffers=None, task="classes", loss="ce"):
+    """(train accuracy, test accuracy, test MSE), each None where the task has none."""
+    if task == "regression":
+        return None, None, evaluate(params, *test, arch, buffers, task, loss)
+    test_acc = None if test is None else evaluate(params, *test, arch, buffers, task, loss)
+    return evaluate(params, *train, arch, buffers, task, loss), test_acc, None
+
+
 def fit(params, optimizer, train, test, epochs, batch_size, rng, on_epoch=None,
-        arch=Arch(), buffers=None, loss="ce", schedule=None):
-    """Train for `epochs`, evaluating after each; return the list of per-epoch records."""
-    (X, y), (X_test, y_test) = train, test
+        arch=Arch(), buffers=None, loss="ce", schedule=None, task="classes", fresh=None):
+    """Train for `epochs`, evaluating after each; return the list of per-epoch records.
+
+    fresh(epoch), where given, supplies each epoch's own training rows (train may then be None).
+    """
     sizes = layer_sizes_of(params)
-    check_dataset(X, y, sizes[0], sizes[-1])
-    check_dataset(X_test, y_test, sizes[0], sizes[-1])
+    check = check_dataset if task == "classes" else check_targets
+    for pair in (train, test, fresh(1) if fresh else None):
+        if pair is not None:
+            check(*pair, sizes[0], sizes[-1])
     history = []
     for epoch in range(1, epochs + 1):
+        X, y = fresh(epoch) if fresh else train
         start = time.perf_counter()
         train_loss = train_epoch(params, optimizer, X, y, batch_size, rng, arch, buffers, loss, epoch)
         seconds = time.perf_counter() - start
         if schedule is not None:
             schedule.step()  # once per epoch, after the optimizer's steps
-        record = cli.epoch_record(epoch, train_loss, evaluate(params, X, y, arch, buffers),
-                                  evaluate(params, X_test, y_test, arch, buffers), seconds)
+        train_acc, test_acc, test_mse = epoch_figures(params, (X, y), test, arch, buffers, task, loss)
+        record = cli.epoch_record(epoch, train_loss, train_acc, test_acc, seconds, test_mse)
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)
     return history
 
 
+def summarize(params, arch=Arch(), buffers=None):
+    """The --summary table: torch's modules of the same network, counted from scratch's arrays."""
+    rows, index, n = [], 0, sum(name.startswith("W") for name in params)
+    for i in range(1, n + 1):
+        width = params[f"W{i}"].shape[0]
+        rows.append((f"net.{index}", "Linear", width, params[f"W{i}"].size + params[f"b{i}"].size))
+        index += 1
+        if i < n:
+            if f"gamma{i}" in params:
+                rows.append((f"net.{index}", "BatchNorm1d", width, params[f"gamma{i}"].size + params[f"beta{i}"].size))
+                index += 1
+            rows.append((f"net.{index}", ACTIVATION_MODULES[arch.activation], width, 0))
+            index += 1
+            if arch.dropout > 0:
+                rows.append((f"net.{index}", "Dropout", width, 0))
+                index += 1
+    if arch.sigmoid_output:
+        rows.append((f"net.{index}", "Sigmoid", params[f"W{n}"].shape[0], 0))
+    return summary.format_summary(rows, sum(np.size(v) for v in (buffers or {}).values()))
+
+
+def run_probe(args, params, arch, buffers):
+    """The preset's closing question: reload the model where the chapter does, then print the
+    outputs for the probe's inputs."""
+    probe = PRESETS[args.preset].probe
+    if probe.reload:
+        with tempfile.TemporaryDirectory() as folder:
+            path = args.save or str(Path(folder) / "model.npz")
+            if not args.save:
+                checkpoint.save(path, params, buffers, arch)
+            fresh = init_params(layer_sizes_of(params), np.random.default_rng(0), params["W1"].dtype,
+                                batchnorm=arch.batchnorm)
+            params, buffers = fresh, init_buffers(fresh)
+            checkpoint.load(path, params, buffers, arch)
+    out, _ = forward(params, datasets.probe_inputs(args.preset, params["W1"].dtype), arch, buffers, train=False)
+    for value in out[:, 0]:
+        print(json.dumps({"probe": probe.text, "reloaded": probe.reload, "output": float(value)}) if args.json
+              else f"{'reloaded model: ' if probe.reload else ''}{probe.text}: {float(value):.4f}", flush=True)
+
+
 def main(argv=None):
     args = cli.parse_args(cli.build_parser("python -m scratch.train", __doc__.splitlines()[0]), argv)
-    dtype = np.dtype(args.dtype)
-    X, y = load_mnist(args.data_dir, "train")
-    X_test, y_test = load_mnist(args.data_dir, "test")
-    if args.limit is not None:
-        if args.limit > len(X):
-            raise InputError(f"--limit {args.limit} exceeds the {len(X)} training images")
-        X, y = X[:args.limit], y[:args.limit]
-    X, X_test = X.astype(dtype), X_test.astype(dtype)
-
+    dtype, task = np.dtype(args.dtype), DATASETS[args.data].task
     rng = np.random.default_rng(args.seed)
     arch = Arch(args.activation, args.batchnorm, args.dropout, sigmoid_output=args.loss == "bce")
     params = init_params(cli.layer_sizes(args), rng, dtype, batchnorm=args.batchnorm)
     buffers = init_buffers(params)
+    if args.load:
+        checkpoint.load(args.load, params, buffers, arch)
+    if args.summary:
+        print(summarize(params, arch, buffers))
+        return 0
+    for path in (args.save, args.plot):
+        if path:
+            check_writable(path)
+    if args.plot:
+        plot.require_matplotlib()
+    data = datasets.load(args.data, args.seed, dtype, args.data_dir, args.limit)
     optimizer = make_optimizer(args.optimizer, params, args.lr, args.momentum, args.nesterov, args.weight_decay)
-    schedule = CosineAnnealingLR(optimizer, T_max=args.epochs) if args.schedule == "cosine" else None
+    schedule = CosineAnnealingLR(optimizer, T_max=args.epochs) if args.schedule == "cosine" and args.epochs else None
+    train = data.train or data.fresh(1)
+    header = cli.describe_run("scratch", args, len(train[0]), 0 if data.test is None else len(data.test[0]))
     if not args.json:
-        print(cli.describe_run("scratch", args, len(X), len(X_test)), flush=True)
-    fit(params, optimizer, (X, y), (X_test, y_test), args.epochs, args.batch_size, rng,
-        lambda record: cli.report_epoch(record, args.epochs, args.json), arch, buffers, args.loss, schedule)
+        print(header, flush=True)
+
+    def report(record):
+        if cli.should_print(record["epoch"], args.epochs, args.print_every):
+            cli.report_epoch(record, args.epochs, args.json)
+
+    history = fit(params, optimizer, data.train, data.test, args.epochs, args.batch_size, rng, report,
+                  arch, buffers, args.loss, schedule, task, data.fresh)
+    if args.epochs == 0:  # evaluate only: the loaded (or freshly drawn) model
+        figures = epoch_figures(params, train, data.test, arch, buffers, task, args.loss)
+        history = [cli.epoch_record(0, mean_loss(params, *train, arch, buffers, args.loss), *figures[:2], 0.0, figures[2])]
+        cli.report_epoch(history[0], 0, args.json)
+    if args.save:
+        checkpoint.save(args.save, params, buffers, arch)
+        if not args.json:
+            print(f"saved the model to {args.save}", flush=True)
+    if args.preset and PRESETS[args.preset].probe:
+        run_probe(args, params, arch, buffers)
+    if args.plot:
+        plot.plot_history({"scratch": history}, args.plot, header)
     return 0
 
 

@@ -1,18 +1,26 @@
-"""Train the PyTorch twin on MNIST: python -m torchimpl.train [--epochs 20 --device auto ...]
+"""Train the PyTorch twin: python -m torchimpl.train [--preset NAME] [--epochs 20 --device auto ...]
 
 Twin: scratch/train.py takes the same flags and prints the same lines. The step is the standard
 four: optimizer.zero_grad(), loss = loss_fn(model(x), y), loss.backward(), optimizer.step().
+MNIST by default; --preset runs one of the chapters' examples (common/presets.py); --save,
+--load, --plot and --summary handle the model's files.
 """
 
+import json
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from common import cli
+from common import cli, plot, summary
+from common.checkpoint import check_writable
 from common.errors import InputError, run_cli
-from torchimpl.data import check_dataset, load_mnist, make_loader
+from common.presets import DATASETS, PRESETS
+from torchimpl import checkpoint, datasets
+from torchimpl.data import check_dataset, make_loader
 from torchimpl.model import MLP
 
 EVAL_BATCH = 1000  # evaluation batch: any size gives the same predictions, this one is fast
@@ -28,7 +36,8 @@ def make_optimizer(name, params, lr, momentum=0.0, nesterov=False, weight_decay=
 
 
 def loss_targets(loss, y, out):
-    """Class labels for cross-entropy; for the other losses, one-hot rows shaped like the output.
+    """Class labels for cross-entropy; for the other losses, one-hot rows shaped like the output
+    (float targets, as the student and sum data have, pass through).
 
     Shapes are checked here, before torch sees them: nn.MSELoss would broadcast (N, 1) against
     (N,) to (N, N) with only a warning.
@@ -39,6 +48,17 @@ def loss_targets(loss, y, out):
                          f"{tuple(target.shape)}; torch would broadcast them: reshape the targets "
                          f"to {tuple(out.shape)}")
     return target
+
+
+def check_targets(X, y, n_features, n_outputs):
+    """Raise InputError unless X is (N, n_features) finite floats and y (N, n_outputs) floats."""
+    if X.ndim != 2 or X.shape[1] != n_features or len(X) == 0:
+        raise InputError(f"inputs must have shape (N, {n_features}) with N > 0, got {tuple(X.shape)}")
+    if not X.is_floating_point() or not torch.isfinite(X).all():
+        raise InputError("inputs must be finite floating-point numbers")
+    if tuple(y.shape) != (len(X), n_outputs) or not y.is_floating_point():
+        raise InputError(f"targets must be floats shaped ({len(X)}, {n_outputs}) like the outputs, "
+                         f"got {y.dtype} {tuple(y.shape)}")
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -65,41 +85,102 @@ def train_epoch(model, loader, optimizer, loss_fn, device, loss="ce", epoch=1):
 
 
 @torch.no_grad()
-def evaluate(model, loader, device):
-    """Accuracy of the model on the loader's data, in evaluation mode."""
+def evaluate(model, loader, device, task="classes", loss="ce"):
+    """In evaluation mode: the accuracy (classes: the largest output; binary: the output above
+    0.5, or above 0 for bce-logits' logits), or for regression the mean squared error."""
     model.eval()
-    correct = 0
+    total, threshold = 0.0, 0.0 if loss == "bce-logits" else 0.5
     for xb, yb in loader:
         xb, yb = xb.to(device), yb.to(device)
-        correct += (model(xb).argmax(dim=1) == yb).sum().item()
-    return correct / len(loader.dataset)
+        out = model(xb)  # B, C
+        if task == "classes":
+            total += (out.argmax(dim=1) == yb).sum().item()
+        else:
+            total += (((out > threshold) == (yb > 0.5)).sum() if task == "binary" else ((out - yb) ** 2).sum()).item()
+    return total / (len(loader.dataset) if task == "classes" else loader.dataset.tensors[1].numel())
+
+
+@torch.no_grad()
+def mean_loss(model, loader, device, loss="ce"):
+    """The loss over the loader's data in evaluation mode, per example: what --epochs 0 reports."""
+    model.eval()
+    total, loss_fn = 0.0, LOSSES[loss]()
+    for xb, yb in loader:
+        xb, yb = xb.to(device), yb.to(device)
+        out = model(xb)
+        total += loss_fn(out, loss_targets(loss, yb, out)).item() * len(yb)
+    return total / len(loader.dataset)
 
 
 # ----------------------------------------------------------------------------- the run
 
 
+def epoch_figures(model, train_eval, test_eval, device, task="classes", loss="ce"):
+    """(train accuracy, test accuracy, test MSE), each None where the task has none."""
+    if task == "regression":
+        return None, None, evaluate(model, test_eval, device, task, loss)
+    test_acc = None if test_eval is None else evaluate(model, test_eval, device, task, loss)
+    return evaluate(model, train_eval, device, task, loss), test_acc, None
+
+
 def fit(model, optimizer, train, test, epochs, batch_size, generator, device, on_epoch=None,
-        loss="ce", schedule=None):
-    """Train for `epochs`, evaluating after each; return the list of per-epoch records."""
-    (X, y), (X_test, y_test) = train, test
-    check_dataset(X, y, model.layer_sizes[0], model.layer_sizes[-1])
-    check_dataset(X_test, y_test, model.layer_sizes[0], model.layer_sizes[-1])
+        loss="ce", schedule=None, task="classes", fresh=None):
+    """Train for `epochs`, evaluating after each; return the list of per-epoch records.
+
+    fresh(epoch), where given, supplies each epoch's own training rows (train may then be None).
+    """
+    check = check_dataset if task == "classes" else check_targets
+    for pair in (train, test, fresh(1) if fresh else None):
+        if pair is not None:
+            check(*pair, model.layer_sizes[0], model.layer_sizes[-1])
     loss_fn = LOSSES[loss]()
-    train_loader = make_loader(X, y, batch_size, generator)
-    train_eval, test_eval = make_loader(X, y, EVAL_BATCH), make_loader(X_test, y_test, EVAL_BATCH)
+    test_eval = None if test is None else make_loader(*test, EVAL_BATCH)
+    if train is not None:
+        train_loader, train_eval = make_loader(*train, batch_size, generator), make_loader(*train, EVAL_BATCH)
     history = []
     for epoch in range(1, epochs + 1):
+        if fresh is not None:
+            train_loader, train_eval = make_loader(*fresh(epoch), batch_size, generator), None
         start = time.perf_counter()
         train_loss = train_epoch(model, train_loader, optimizer, loss_fn, device, loss, epoch)
         seconds = time.perf_counter() - start
         if schedule is not None:
             schedule.step()  # once per epoch, after the optimizer's steps
-        record = cli.epoch_record(epoch, train_loss, evaluate(model, train_eval, device),
-                                  evaluate(model, test_eval, device), seconds)
+        train_acc, test_acc, test_mse = epoch_figures(model, train_eval, test_eval, device, task, loss)
+        record = cli.epoch_record(epoch, train_loss, train_acc, test_acc, seconds, test_mse)
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)
     return history
+
+
+def summarize(model):
+    """The --summary table: MLP.net's modules, their output widths and parameter counts."""
+    rows, width = [], model.layer_sizes[0]
+    for index, module in enumerate(model.net):
+        width = module.out_features if isinstance(module, nn.Linear) else width
+        rows.append((f"net.{index}", type(module).__name__, width, sum(p.numel() for p in module.parameters())))
+    return summary.format_summary(rows, sum(b.numel() for b in model.buffers()))
+
+
+def run_probe(args, model, device, dtype):
+    """The preset's closing question: reload the model where the chapter does, then print the
+    outputs for the probe's inputs."""
+    probe = PRESETS[args.preset].probe
+    if probe.reload:
+        with tempfile.TemporaryDirectory() as folder:
+            path = args.save or str(Path(folder) / "model.pt")
+            if not args.save:
+                checkpoint.save(path, model)
+            model = MLP(model.layer_sizes, args.activation, args.batchnorm, args.dropout,
+                        sigmoid_output=args.loss == "bce").to(device=device, dtype=dtype)
+            checkpoint.load(path, model)
+    model.eval()
+    with torch.no_grad():
+        out = model(datasets.probe_inputs(args.preset, dtype).to(device))
+    for value in out[:, 0].tolist():
+        print(json.dumps({"probe": probe.text, "reloaded": probe.reload, "output": value}) if args.json
+              else f"{'reloaded model: ' if probe.reload else ''}{probe.text}: {value:.4f}", flush=True)
 
 
 def pick_device(name):
@@ -122,26 +203,52 @@ def pick_device(name):
 
 def main(argv=None):
     args = cli.parse_args(cli.build_parser("python -m torchimpl.train", __doc__.splitlines()[0], device=True), argv)
-    device, dtype = pick_device(args.device), getattr(torch, args.dtype)
-    X, y = load_mnist(args.data_dir, "train")
-    X_test, y_test = load_mnist(args.data_dir, "test")
-    if args.limit is not None:
-        if args.limit > len(X):
-            raise InputError(f"--limit {args.limit} exceeds the {len(X)} training images")
-        X, y = X[:args.limit], y[:args.limit]
-    X, X_test = X.to(dtype), X_test.to(dtype)
-
+    device, dtype, task = pick_device(args.device), getattr(torch, args.dtype), DATASETS[args.data].task
     torch.manual_seed(args.seed)
     model = MLP(cli.layer_sizes(args), args.activation, args.batchnorm, args.dropout,
                 sigmoid_output=args.loss == "bce").to(device=device, dtype=dtype)
+    if args.load:
+        checkpoint.load(args.load, model)
+    if args.summary:
+        print(summarize(model))
+        return 0
+    for path in (args.save, args.plot):
+        if path:
+            check_writable(path)
+    if args.plot:
+        plot.require_matplotlib()
+    data = datasets.load(args.data, args.seed, dtype, args.data_dir, args.limit)
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum, args.nesterov,
                                args.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs) if args.schedule == "cosine" else None
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+                if args.schedule == "cosine" and args.epochs else None)
     generator = torch.Generator().manual_seed(args.seed)
+    train = data.train or data.fresh(1)
+    header = cli.describe_run("torchimpl", args, len(train[0]), 0 if data.test is None else len(data.test[0]),
+                              f", {device}")
     if not args.json:
-        print(cli.describe_run("torchimpl", args, len(X), len(X_test), f", {device}"), flush=True)
-    fit(model, optimizer, (X, y), (X_test, y_test), args.epochs, args.batch_size, generator, device,
-        lambda record: cli.report_epoch(record, args.epochs, args.json), args.loss, schedule)
+        print(header, flush=True)
+
+    def report(record):
+        if cli.should_print(record["epoch"], args.epochs, args.print_every):
+            cli.report_epoch(record, args.epochs, args.json)
+
+    history = fit(model, optimizer, data.train, data.test, args.epochs, args.batch_size, generator, device,
+                  report, args.loss, schedule, task, data.fresh)
+    if args.epochs == 0:  # evaluate only: the loaded (or freshly drawn) model
+        train_eval = make_loader(*train, EVAL_BATCH)
+        test_eval = None if data.test is None else make_loader(*data.test, EVAL_BATCH)
+        figures = epoch_figures(model, train_eval, test_eval, device, task, args.loss)
+        history = [cli.epoch_record(0, mean_loss(model, train_eval, device, args.loss), *figures[:2], 0.0, figures[2])]
+        cli.report_epoch(history[0], 0, args.json)
+    if args.save:
+        checkpoint.save(args.save, model)
+        if not args.json:
+            print(f"saved the model to {args.save}", flush=True)
+    if args.preset and PRESETS[args.preset].probe:
+        run_probe(args, model, device, dtype)
+    if args.plot:
+        plot.plot_history({"torchimpl": history}, args.plot, header)
     return 0
 
 
