@@ -178,7 +178,8 @@ def _follow(worst, ours, theirs, step, partners=None):
             record.note = f"missing on the {'scratch' if a is None else 'torch'} side"
         else:
             abs_err, rel_err, scale = _errors(a, twin_steps.as_array(b), _layer_scale(theirs, name, partners or {}))
-            record.note = AHEAD_OF_BATCHNORM if name in (partners or {}) else ""
+            if name in (partners or {}) and not record.note:  # a missing tensor keeps its note
+                record.note = AHEAD_OF_BATCHNORM
         record.update(abs_err, rel_err, step, scale)
         step_worst = max(step_worst, (rel_err, abs_err, name), key=lambda t: t[0])
     return step_worst

@@ -22,7 +22,7 @@ import torch
 
 import scratch.layers
 from parity import tolerances
-from parity.compare import NOISE_DRIVEN
+from parity.compare import NOISE_DRIVEN, compare_one_batch
 from parity.run import Config, full_precision_one_thread, load_data, run, twins
 from parity.steps import GivenMask, draw_masks, set_masks, with_given_masks
 from scratch import model
@@ -223,6 +223,15 @@ def test_the_same_masks_give_the_same_dropout_outputs_in_both_twins():
     out_t = net(torch.from_numpy(X)).detach().numpy()
     assert np.allclose(out, out_t, rtol=1e-14, atol=0)  # the same units dropped, the same scale
     assert not np.allclose(out, net.eval()(torch.from_numpy(X)).detach().numpy())  # eval: no dropout
+
+def test_dropout_without_masks_is_refused_rather_than_drawn_differently_by_each_twin():
+    rng = np.random.default_rng(4)
+    arch = Arch(dropout=0.5)
+    params, buffers, net = twins((8, 6, 3), "float64", rng, arch)
+    with pytest.raises(ValueError, match="dropout needs its masks"):
+        compare_one_batch(params, net, rng.standard_normal((5, 8)), rng.integers(0, 3, 5), 1e-13, arch=arch,
+                          buffers=buffers)
+
 
 # ----------------------------------------------------------------------------- the program
 
