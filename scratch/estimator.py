@@ -1,0 +1,155 @@
+"""A scikit-learn style classifier on the NumPy twin: MLPClassifier().fit(X, y).predict(X).
+
+Twin: torchimpl/estimator.py. fit trains the hand-written network of scratch/model.py with
+scratch/train.py's train_epoch; the loss is always softmax cross-entropy on the logits, which
+is where the day-one chapter's skorch run went wrong: its criterion expected probabilities,
+got raw logits, and printed nan losses at 10% accuracy. loss_curve_ keeps every epoch's mean
+training loss, and a non-finite loss stops fit with an error instead of training on. With
+scikit-learn installed it is a BaseEstimator (Pipeline, GridSearchCV, clone); without, it
+still fits, predicts and scores. Try it:
+    python -c "from scratch.estimator import MLPClassifier; from scratch.data import load_mnist;
+    X, y = load_mnist(); print(MLPClassifier(epochs=1, random_state=0).fit(X[:5000], y[:5000]).score(X[5000:6000], y[5000:6000]))"
+"""
+
+import numpy as np
+
+from common import estimator as base
+from scratch.model import Arch, forward, init_buffers, init_params
+from scratch.train import EVAL_BATCH, make_optimizer, train_epoch
+
+# ----------------------------------------------------------------------------- the estimator
+
+
+class MLPClassifier(base.ClassifierMixin, base.BaseEstimator):
+    """Multilayer perceptron classifier: hidden ReLU layers (by default), softmax cross-entropy.
+
+    Parameters are the training programs' flags: hidden_layer_sizes (--hidden), activation,
+    batchnorm, dropout, optimizer ("sgd", "adam", "adamw"), lr, weight_decay, batch_size,
+    epochs, dtype ("float32" or "float64"), random_state (None, an int, or a NumPy generator:
+    the seed of the weights, the shuffling and the dropout masks) and verbose (print each
+    epoch's loss). Fitted attributes: classes_, n_features_in_, loss_curve_, n_iter_,
+    params_ and buffers_ (the arrays of scratch/model.py).
+    """
+
+    def __init__(self, hidden_layer_sizes=(128, 64), activation="relu", batchnorm=False, dropout=0.0,
+                 optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=64, epochs=10,
+                 dtype="float32", random_state=None, verbose=False):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.batchnorm = batchnorm
+        self.dropout = dropout
+        self.optimizer = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y):
+        """Train a fresh network on (X, y) for `epochs` epochs; return self."""
+        X, y = _validate(self, X, y, reset=True)
+        self.classes_, labels = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"MLPClassifier needs samples of at least 2 classes, got 1 class ({self.classes_[0]!r})")
+        rng = np.random.default_rng(base.seed_from(self.random_state, _fresh_seed))
+        self.arch_ = Arch(self.activation, bool(self.batchnorm), float(self.dropout))
+        sizes = [X.shape[1], *_hidden(self.hidden_layer_sizes), len(self.classes_)]
+        self.params_ = init_params(sizes, rng, X.dtype, batchnorm=bool(self.batchnorm))
+        self.buffers_ = init_buffers(self.params_)
+        optimizer = make_optimizer(self.optimizer, self.params_, self.lr, weight_decay=self.weight_decay)
+        self.loss_curve_ = []
+        for epoch in range(1, self.epochs + 1):
+            loss = train_epoch(self.params_, optimizer, X, labels.astype(np.int64), self.batch_size, rng,
+                               self.arch_, self.buffers_, "ce", epoch)
+            self.loss_curve_.append(loss)
+            if self.verbose:
+                print(f"epoch {epoch}/{self.epochs}  train loss {loss:.4f}", flush=True)
+        self.n_iter_ = self.epochs
+        return self
+
+    def decision_logits(self, X):
+        """The network's raw outputs (N, n_classes) in evaluation mode, as float64."""
+        base.check_is_fitted(self)
+        X = _validate(self, X, reset=False)
+        out = [forward(self.params_, X[i:i + EVAL_BATCH], self.arch_, self.buffers_, train=False)[0]
+               for i in range(0, len(X), EVAL_BATCH)]
+        return np.concatenate(out).astype(np.float64)  # N, C
+
+    def predict_proba(self, X):
+        """softmax of the logits, computed after subtracting each row's maximum."""
+        logits = self.decision_logits(X)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))  # N, C   (max shift: exp <= 1)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """The class with the largest logit (the largest probability) for each row."""
+        best = self.decision_logits(X).argmax(axis=1)  # checks fitted first
+        return self.classes_[best]
+
+
+# ----------------------------------------------------------------------------- checking inputs
+
+
+def _hidden(sizes):
+    return [int(sizes)] if np.ndim(sizes) == 0 else [int(s) for s in sizes]
+
+
+def _fresh_seed():
+    return int(np.random.SeedSequence().generate_state(1)[0])
+
+
+def _validate(estimator, X, y=None, reset=True):
+    """X as a 2-d float array in the estimator's dtype (and y as 1-d labels when fitting),
+    through scikit-learn's validate_data where installed (its messages, n_features_in_,
+    feature_names_in_), through the checks below where not."""
+    dtype = np.dtype(estimator.dtype)
+    options = dict(accept_sparse=False, dtype=[np.float64, np.float32], ensure_2d=True)
+    fitting = reset
+    if base.HAVE_SKLEARN:
+        validate = (lambda *a, **k: base.validate_data(estimator, *a, **k)) if base.validate_data \
+            else estimator._validate_data
+        if fitting:
+            X, y = validate(X, y, reset=True, **options)
+            base.check_classification_targets(y)
+        else:
+            X = validate(X, reset=False, **options)
+        return (X.astype(dtype, copy=False), y) if fitting else X.astype(dtype, copy=False)
+    X = _plain_X(estimator, X, reset)
+    if not fitting:
+        return X.astype(dtype, copy=False)
+    return X.astype(dtype, copy=False), _plain_y(y, len(X))
+
+
+def _plain_X(estimator, X, reset):
+    if hasattr(X, "toarray"):
+        raise TypeError("sparse input is not supported: pass a dense array (X.toarray())")
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"expected a 2-d array (samples, features), got shape {X.shape}: "
+                         f"reshape a single feature with X.reshape(-1, 1)")
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"X is empty: shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError("Input X contains NaN or infinity")
+    if reset:
+        estimator.n_features_in_ = X.shape[1]
+    elif X.shape[1] != estimator.n_features_in_:
+        raise ValueError(f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
+                         f"{estimator.n_features_in_} features as input")
+    return X
+
+
+def _plain_y(y, n):
+    if y is None:
+        raise ValueError("MLPClassifier requires y to be passed, but the target y is None")
+    y = np.asarray(y)
+    y = y.ravel() if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(f"y must be 1-d with one label per sample ({n}), got shape {y.shape}")
+    if y.dtype.kind == "f" and (not np.isfinite(y).all() or (y != np.round(y)).any()):
+        raise ValueError("Unknown label type: continuous; MLPClassifier needs class labels")
+    return y
