@@ -175,6 +175,8 @@ def run_probe(args, params, arch, buffers):
             params, buffers = fresh, init_buffers(fresh)
             checkpoint.load(path, params, buffers, arch)
     out, _ = forward(params, datasets.probe_inputs(args.preset, params["W1"].dtype), arch, buffers, train=False)
+    if args.loss == "bce-logits":  # the model gives logits: the probability is their sigmoid
+        out = 1 / (1 + np.exp(-out))
     for value in out[:, 0]:
         print(json.dumps({"probe": probe.text, "reloaded": probe.reload, "output": float(value)}) if args.json
               else f"{'reloaded model: ' if probe.reload else ''}{probe.text}: {float(value):.4f}", flush=True)

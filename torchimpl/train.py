@@ -178,6 +178,8 @@ def run_probe(args, model, device, dtype):
     model.eval()
     with torch.no_grad():
         out = model(datasets.probe_inputs(args.preset, dtype).to(device))
+    if args.loss == "bce-logits":  # the model gives logits: the probability is their sigmoid
+        out = torch.sigmoid(out)
     for value in out[:, 0].tolist():
         print(json.dumps({"probe": probe.text, "reloaded": probe.reload, "output": value}) if args.json
               else f"{'reloaded model: ' if probe.reload else ''}{probe.text}: {value:.4f}", flush=True)
