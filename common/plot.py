@@ -6,6 +6,8 @@ optional dependency (the dev and bench extras): it is imported only here, only w
 asked for, and drawn with the Agg canvas, so no window opens and no global backend changes.
 """
 
+import textwrap
+
 from common.errors import InputError
 
 MISSING = "--plot needs matplotlib, which is not installed: pip install matplotlib (or the dev extra)"
@@ -34,6 +36,7 @@ def plot_history(histories, path, title=""):
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     from common.checkpoint import atomic_write
 
@@ -48,15 +51,16 @@ def plot_history(histories, path, title=""):
         if key:
             axes[1].plot(epochs, [r[key] for r in history], styles[n % 4], label=name)
     axes[0].set(xlabel="epoch", ylabel="training loss", title="training loss")
-    if any(r["train_loss"] > 0 for h in histories.values() for r in h):
+    if all(r["train_loss"] > 0 for h in histories.values() for r in h):  # log needs positive values
         axes[0].set_yscale("log")
     if key:
         axes[1].set(xlabel="epoch", ylabel=label, title=label)
         if key == "test_mse":
             axes[1].set_yscale("log")
     for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
         ax.grid(True, alpha=0.3)
         ax.legend()
     if title:
-        fig.suptitle(title)
+        fig.suptitle(textwrap.fill(title, 120 if key else 60), fontsize=9)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))

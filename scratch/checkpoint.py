@@ -193,5 +193,6 @@ def load(path, params, buffers=None, arch=None):
             params[name][...] = arrays[name]
         else:
             value = arrays[name]
-            buffers[name] = int(value) if name.startswith("num_batches_tracked") else value.astype(targets[name].dtype)
+            counter = name.startswith("num_batches_tracked")
+            buffers[name] = int(value) if counter else value.astype(targets[name].dtype)
     return record

@@ -8,7 +8,8 @@ training loss, and a non-finite loss stops fit with an error instead of training
 scikit-learn installed it is a BaseEstimator (Pipeline, GridSearchCV, clone); without, it
 still fits, predicts and scores. Try it:
     python -c "from scratch.estimator import MLPClassifier; from scratch.data import load_mnist;
-    X, y = load_mnist(); print(MLPClassifier(epochs=1, random_state=0).fit(X[:5000], y[:5000]).score(X[5000:6000], y[5000:6000]))"
+    X, y = load_mnist(); model = MLPClassifier(epochs=1, random_state=0).fit(X[:5000], y[:5000]);
+    print(model.score(X[5000:6000], y[5000:6000]))"
 """
 
 import numpy as np

@@ -149,7 +149,8 @@ def summarize(params, arch=Arch(), buffers=None):
         index += 1
         if i < n:
             if f"gamma{i}" in params:
-                rows.append((f"net.{index}", "BatchNorm1d", width, params[f"gamma{i}"].size + params[f"beta{i}"].size))
+                count = params[f"gamma{i}"].size + params[f"beta{i}"].size
+                rows.append((f"net.{index}", "BatchNorm1d", width, count))
                 index += 1
             rows.append((f"net.{index}", ACTIVATION_MODULES[arch.activation], width, 0))
             index += 1
@@ -214,8 +215,9 @@ def main(argv=None):
     history = fit(params, optimizer, data.train, data.test, args.epochs, args.batch_size, rng, report,
                   arch, buffers, args.loss, schedule, task, data.fresh)
     if args.epochs == 0:  # evaluate only: the loaded (or freshly drawn) model
-        figures = epoch_figures(params, train, data.test, arch, buffers, task, args.loss)
-        history = [cli.epoch_record(0, mean_loss(params, *train, arch, buffers, args.loss), *figures[:2], 0.0, figures[2])]
+        train_acc, test_acc, test_mse = epoch_figures(params, train, data.test, arch, buffers, task, args.loss)
+        loss = mean_loss(params, *train, arch, buffers, args.loss)
+        history = [cli.epoch_record(0, loss, train_acc, test_acc, 0.0, test_mse)]
         cli.report_epoch(history[0], 0, args.json)
     if args.save:
         checkpoint.save(args.save, params, buffers, arch)

@@ -42,8 +42,8 @@ def read_torch_file(path):
     except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError,
             TypeError, AttributeError, KeyError, OSError) as err:
         found = re.search(r"GLOBAL ([\w.]+)", str(err))  # torch names the global it refused
-        lines = str(err).strip().splitlines()
-        why = f"{found.group(1)} is not part of a state_dict" if found else (lines[0] if lines else type(err).__name__)
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        why = f"{found.group(1)} is not part of a state_dict" if found else lines[0]
         raise InputError(f"{path} is not a state_dict of tensors: {why}") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                for k, v in state.items()):

@@ -7,8 +7,10 @@ got raw logits, and printed nan losses at 10% accuracy. loss_curve_ keeps every 
 training loss, and a non-finite loss stops fit with an error instead of training on. With
 scikit-learn installed it is a BaseEstimator (Pipeline, GridSearchCV, clone); without, it
 still fits, predicts and scores. Try it:
-    python -c "from torchimpl.estimator import MLPClassifier; from scratch.data import load_mnist;
-    X, y = load_mnist(); print(MLPClassifier(epochs=1, random_state=0).fit(X[:5000], y[:5000]).score(X[5000:6000], y[5000:6000]))"
+    python -c "from torchimpl.estimator import MLPClassifier; from torchimpl.data import load_mnist;
+    X, y = (t.numpy() for t in load_mnist());
+    model = MLPClassifier(epochs=1, random_state=0).fit(X[:5000], y[:5000]);
+    print(model.score(X[5000:6000], y[5000:6000]))"
 """
 
 import numpy as np
@@ -63,7 +65,8 @@ class MLPClassifier(base.ClassifierMixin, base.BaseEstimator):
         dtype = getattr(torch, np.dtype(self.dtype).name)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            model = MLP(sizes, self.activation, bool(self.batchnorm), float(self.dropout)).to(device=device, dtype=dtype)
+            model = MLP(sizes, self.activation, bool(self.batchnorm), float(self.dropout))
+            model = model.to(device=device, dtype=dtype)
             optimizer = make_optimizer(self.optimizer, model.parameters(), self.lr, weight_decay=self.weight_decay)
             loader = make_loader(torch.tensor(X), torch.tensor(labels, dtype=torch.int64),
                                  self.batch_size, torch.Generator().manual_seed(seed))

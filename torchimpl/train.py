@@ -240,8 +240,9 @@ def main(argv=None):
     if args.epochs == 0:  # evaluate only: the loaded (or freshly drawn) model
         train_eval = make_loader(*train, EVAL_BATCH)
         test_eval = None if data.test is None else make_loader(*data.test, EVAL_BATCH)
-        figures = epoch_figures(model, train_eval, test_eval, device, task, args.loss)
-        history = [cli.epoch_record(0, mean_loss(model, train_eval, device, args.loss), *figures[:2], 0.0, figures[2])]
+        train_acc, test_acc, test_mse = epoch_figures(model, train_eval, test_eval, device, task, args.loss)
+        loss = mean_loss(model, train_eval, device, args.loss)
+        history = [cli.epoch_record(0, loss, train_acc, test_acc, 0.0, test_mse)]
         cli.report_epoch(history[0], 0, args.json)
     if args.save:
         checkpoint.save(args.save, model)
