@@ -328,7 +328,8 @@ def test_a_file_for_another_architecture_names_the_first_tensor_that_differs(sav
 def test_a_file_with_batch_norm_into_a_plain_model_names_the_extra_tensor(tmp_path):
     scratch_ckpt.save(tmp_path / "bn.npz", *scratch_model(SIZES, batchnorm=True), Arch(batchnorm=True))
     messages = both_loads(tmp_path / "bn.npz")
-    assert messages[0] == messages[1] and "the file holds tensor gamma1 (32,), which the model has no place for" in messages[0]
+    assert messages[0] == messages[1]
+    assert "the file holds tensor gamma1 (32,), which the model has no place for" in messages[0]
 
 
 def test_a_file_trained_with_another_activation_is_refused(tmp_path):
