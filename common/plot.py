@@ -30,7 +30,7 @@ def second_panel(histories):
     return None, None
 
 
-def plot_history(histories, path, title=""):
+def plot_history(histories, path, title="", x_label="epoch"):
     """Write a PNG at `path`: training loss per epoch (left) and the second_panel figure
     (right), one line per entry of `histories` ({label: [epoch records]})."""
     require_matplotlib()
@@ -50,7 +50,7 @@ def plot_history(histories, path, title=""):
         axes[0].plot(epochs, [r["train_loss"] for r in history], styles[n % 4], label=name)
         if key:
             axes[1].plot(epochs, [r[key] for r in history], styles[n % 4], label=name)
-    axes[0].set(xlabel="epoch", ylabel="training loss", title="training loss")
+    axes[0].set(xlabel=x_label, ylabel="training loss", title="training loss")
     if all(r["train_loss"] > 0 for h in histories.values() for r in h):  # log needs positive values
         axes[0].set_yscale("log")
     if key:

@@ -5,15 +5,19 @@ batch 64), in float64 (TF32 off) and then in float32. Every flag of the training
 (common.cli.add_model_flags) means here what it means there: --activation, --batchnorm,
 --dropout P (the same masks handed to both twins), --loss, --optimizer sgd|adam|adamw, --lr,
 --momentum, --nesterov, --weight-decay, --schedule cosine (stepped once per epoch of the batch
-sequence), plus --steps. Prints a table per dtype and a one-line summary, or with --json one
+sequence), plus --steps, --preset NAME (a chapter's example: its network, optimizer and data;
+the generated sets run the chapter's whole training, MNIST one epoch) and --plot PATH (both twins'
+loss at every step, in each dtype, on one figure: the curves should coincide). Prints a table per dtype and a one-line summary, or with --json one
 JSON object; exits 1 if any tensor is out of tolerance, 2 on bad input. Try it:
     python -m parity --batchnorm --dropout 0.2 --optimizer adamw --schedule cosine --steps 100 --limit 1280
 """
 
 import argparse
+import dataclasses
 
 from common import cli
 from common.errors import run_cli
+from common.presets import PRESETS
 from parity import report
 from parity.run import DTYPES, Config, load_data, run
 
@@ -24,6 +28,9 @@ def build_parser():
     """The twins' flags plus --steps; every flag parity takes is added here."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     cli.add_model_flags(parser)
+    cli.add_preset_flags(parser)
+    parser.add_argument("--plot", metavar="PATH", default=None,
+                        help="write a PNG of both twins' loss at every step, in each dtype")
     parser.add_argument("--steps", type=cli.positive_int, default=None, metavar="K",
                         help="training steps to compare (default: one epoch of the training images)")
     actions = {action.dest: action for action in parser._actions}
@@ -38,22 +45,39 @@ def build_parser():
 
 
 def config_from_args(parser, args):
-    """A Config from parsed flags; lr and weight decay defaults depend on the optimizer."""
-    args = cli.finish_args(parser, args)
+    """A Config from parsed flags (cli.parse_args has applied the preset and the defaults that
+    depend on the optimizer)."""
     return Config(layer_sizes=tuple(cli.layer_sizes(args)), activation=args.activation,
                   batchnorm=args.batchnorm, dropout=args.dropout, loss=args.loss,
                   optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                   nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
                   batch_size=args.batch_size, seed=args.seed, steps=args.steps, limit=args.limit,
-                  data_dir=args.data_dir, dtypes=(args.dtype,) if args.dtype else DTYPES)
+                  data_dir=args.data_dir, dtypes=(args.dtype,) if args.dtype else DTYPES, data=args.data)
+
+
+def plot_losses(results, path, title):
+    """Both twins' loss at every step, per dtype, through the training programs' plotter."""
+    from common.plot import plot_history
+
+    histories = {f"{twin} {res.dtype}": [{"epoch": step, "train_loss": float(value)}
+                                         for step, value in enumerate(res.losses[twin], start=1)]
+                 for res in results if res.losses for twin in ("scratch", "torch")}
+    plot_history(histories, path, title, x_label="step")
 
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = cli.parse_args(parser, argv)
+    if args.plot:
+        from common.plot import require_matplotlib
+
+        require_matplotlib()  # before the run, not after it
     config = config_from_args(parser, args)
     train, test = load_data(config)
     n_train, n_test = len(train[0]), len(test[0])
+    if args.steps is None and args.preset and config.data != "mnist":  # the chapter's whole run
+        epochs = PRESETS[args.preset].settings.get("epochs", 1)
+        config = dataclasses.replace(config, steps=epochs * -(-n_train // config.batch_size))
 
     def show(result):  # text mode prints each dtype as soon as it is done
         if result.dtype == config.dtypes[0]:
@@ -62,6 +86,8 @@ def main(argv=None):
 
     results = run(config, (train, test), on_result=None if args.json else show)
     print(report.to_json(config, results, n_train, n_test) if args.json else report.summary(results))
+    if args.plot:
+        plot_losses(results, args.plot, report.describe(config, n_train, n_test, results[0].steps))
     return 0 if all(res.ok for res in results) else 1
 
 

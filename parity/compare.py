@@ -191,6 +191,7 @@ def training_check(K, optimizer="sgd"):
 
 def compare_training(params, model, X, y, batches, lr, tolerance, drift_every=100, check=None, *,
                      arch=Arch(), buffers=None, masks=None, loss="ce", optimizer="sgd", schedule="none",
+                     losses_out=None,
                      steps_per_epoch=None, noise_tolerance=None, **hyper):
     """Train both twins over the same batches (a list of index arrays into X, y) and compare.
 
@@ -252,6 +253,8 @@ def compare_training(params, model, X, y, batches, lr, tolerance, drift_every=10
                       noise_tolerance if name in loose else tolerance, step=w.step,
                       note=w.note or NOISE_DRIVEN * (name in loose), scale=w.scale)
                for name, w in {**weights, **followed}.items()]
+    if losses_out is not None:  # each twin's loss at every step, for a plot
+        losses_out.update(scratch=losses, torch=losses_t)
     series = [("loss (every step)", losses, losses_t)]
     series += [("lr (every step)", lrs, lrs_t)] if schedule_ours is not None else []
     for name, a, b in series:

@@ -7,6 +7,7 @@ Pure formatting of parity.run's Results; nothing here computes an error. Try it:
 import json
 import math
 
+from common.presets import DATASETS
 from parity.compare import NOISE_DRIVEN
 
 # ----------------------------------------------------------------------------- numbers
@@ -46,8 +47,10 @@ def describe(config, n_train, n_test, steps):
     opt += f" weight decay {config.weight_decay:g}" if config.weight_decay else ""
     opt += ", cosine schedule" if config.schedule == "cosine" else ""
     loss = "" if config.loss == "ce" else f", {config.loss} loss"
+    noun = DATASETS[config.data].noun
+    data = "" if config.data == "mnist" else f"{config.data} data, "
     return (f"parity: {net}, {opt}{loss}, batch {config.batch_size}, seed {config.seed}, "
-            f"{n_train} train / {n_test} test images, {steps} steps ({epochs:.2f} epochs)")
+            f"{data}{n_train} train / {n_test} test {noun}, {steps} steps ({epochs:.2f} epochs)")
 
 
 LEGEND = ("rel err = max|scratch - torch| / max|torch| per tensor; over training steps, the worst step; "
@@ -143,7 +146,8 @@ def to_json(config, results, n_train, n_test):
                      "nesterov": config.nesterov, "schedule": config.schedule,
                      "batch_size": config.batch_size, "seed": config.seed,
                      "steps": results[0].steps if results else config.steps, "limit": config.limit,
-                     "dtypes": [res.dtype for res in results], "n_train": n_train, "n_test": n_test}
+                     "dtypes": [res.dtype for res in results], "data": config.data,
+                     "n_train": n_train, "n_test": n_test}
     return json.dumps({
         "ok": all(res.ok for res in results),
         "config": configuration,

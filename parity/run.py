@@ -18,12 +18,15 @@ import torch
 
 from common.cli import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, LOSSES, N_CLASSES, N_FEATURES
 from common.errors import InputError
+from common.presets import DATASETS
 from parity import tolerances
 from parity.compare import Record, compare, compare_one_batch, compare_training, training_check
 from parity.convert import load_params_into
 from parity.steps import OPTIMIZER_NAMES, draw_masks, scratch_eval, torch_eval, with_given_masks
+from scratch import datasets as scratch_datasets
 from scratch import model as scratch_model
 from scratch.data import check_dataset, load_mnist
+from scratch.train import check_targets
 from torchimpl.model import MLP
 
 DTYPES = ("float64", "float32")
@@ -59,6 +62,7 @@ class Config:
     loss: str = "ce"
     optimizer: str = "sgd"
     schedule: str = "none"
+    data: str = "mnist"  # or a generated set of common.presets.DATASETS: edges, student, sum
 
     def __post_init__(self):
         if self.lr is None and self.optimizer in DEFAULT_LR:
@@ -109,6 +113,7 @@ class Result:
     accuracy: dict = field(default_factory=dict)  # {"scratch": ..., "torch": ...} on the test set
     steps: int = 0
     seconds: float = 0.0
+    losses: dict = field(default_factory=dict)  # {"scratch": (K,), "torch": (K,)}: every step's loss
 
     @property
     def ok(self):
@@ -159,7 +164,14 @@ def full_precision_one_thread():
 
 
 def load_data(config):
-    """((X, y), (X_test, y_test)) as float32 / int64 arrays, the training set cut to config.limit."""
+    """((X, y), (X_test, y_test)), the training set cut to config.limit. MNIST in float32 with
+    int64 labels; a generated set in float64 (each dtype's run rounds it once, as the programs
+    do). Sets without a test set (student) are tested on their training set; the sum set, which
+    draws fresh rows every epoch, trains on its first epoch's rows."""
+    if config.data != "mnist":
+        data = scratch_datasets.load(config.data, config.seed, np.float64, config.data_dir, config.limit)
+        train = data.train if data.fresh is None else data.fresh(1)
+        return train, data.test if data.test is not None else train
     X, y = load_mnist(config.data_dir, "train")
     X_test, y_test = load_mnist(config.data_dir, "test")
     if config.limit is not None:
@@ -191,14 +203,21 @@ def _eval_outputs(params, buffers, arch, model, X):
 
 
 def evaluate_both(params, model, X_test, y_test, dtype, arch=scratch_model.Arch(), buffers=None,
-                  tolerance=None):
+                  tolerance=None, task="classes"):
     """Both trained twins on the test set in evaluation mode: their outputs (within `tolerance`,
     default the dtype's SGD training tolerance), the predicted classes and the accuracies;
-    returns (records, accuracy)."""
+    returns (records, accuracy). A regression has outputs only; a binary task predicts
+    output > 0.5 for probabilities, > 0 for logits."""
     tolerance = tolerances.TRAINING[dtype] if tolerance is None else tolerance
     ours, theirs = _eval_outputs(params, buffers, arch, model, X_test)  # N, C
     outputs = compare("test set", "outputs (eval mode)", ours, theirs, tolerance, dtype)
-    ours, theirs = ours.argmax(axis=1), theirs.argmax(axis=1)
+    if task == "regression":
+        return [outputs], {}
+    if task == "binary":
+        cut = 0.5 if arch.sigmoid_output else 0.0
+        ours, theirs, y_test = (ours > cut).ravel(), (theirs > cut).ravel(), (y_test > 0.5).ravel()
+    else:
+        ours, theirs = ours.argmax(axis=1), theirs.argmax(axis=1)
     accuracy = {"scratch": float((ours == y_test).mean()), "torch": float((theirs == y_test).mean())}
     differing = int((ours != theirs).sum())
     gap = abs(accuracy["scratch"] - accuracy["torch"])
@@ -211,6 +230,11 @@ def evaluate_both(params, model, X_test, y_test, dtype, arch=scratch_model.Arch(
                tolerances.TEST_ACCURACY[dtype], checked="max_abs_err",
                note=f"scratch {accuracy['scratch']:.4f}, torch {accuracy['torch']:.4f}"),
     ], accuracy
+
+
+def _targets(y, dtype):
+    """Class labels stay int64; float targets (binary, regression) take the run's dtype."""
+    return y.astype(dtype) if np.issubdtype(y.dtype, np.floating) else y
 
 
 def _guarded(check, dtype, checks):
@@ -235,8 +259,8 @@ def training_tolerances(config, dtype):
 def run_dtype(config, train, test, dtype):
     """Every check of `config` in one dtype ('float64' or 'float32'); returns a Result."""
     start = time.perf_counter()
-    X, y = train[0].astype(dtype), train[1]
-    X_test, y_test = test[0].astype(dtype), test[1]
+    X, y = train[0].astype(dtype), _targets(train[1], dtype)
+    X_test, y_test = test[0].astype(dtype), _targets(test[1], dtype)
     rng, arch = np.random.default_rng(config.seed), config.arch
     params, buffers, model = twins(config.layer_sizes, dtype, rng, arch)
     steps_per_epoch = -(-len(X) // config.batch_size)
@@ -253,17 +277,19 @@ def run_dtype(config, train, test, dtype):
         records, _ = _guarded("one batch", dtype, lambda: (compare_one_batch(
             params, model, X[batches[0]], y[batches[0]], tolerances.ONE_BATCH[dtype], arch=arch,
             buffers=buffers, masks=first, loss=config.loss), None))
+        losses = {}
         trained, drift = _guarded(check, dtype, lambda: compare_training(
             params, model, X, y, batches, config.lr, training, config.drift_every,
             arch=arch, buffers=buffers, masks=itertools.chain([first], map(draw, batches[1:])),
             loss=config.loss, optimizer=config.optimizer, schedule=config.schedule,
-            steps_per_epoch=steps_per_epoch, noise_tolerance=noise, **config.hyper))
+            steps_per_epoch=steps_per_epoch, noise_tolerance=noise, losses_out=losses, **config.hyper))
         records += trained
         accuracy = {}
         if drift is not None:  # models that trained can be evaluated
-            test_records, accuracy = evaluate_both(params, model, X_test, y_test, dtype, arch, buffers, training)
+            test_records, accuracy = evaluate_both(params, model, X_test, y_test, dtype, arch, buffers,
+                                                   training, task=DATASETS[config.data].task)
             records += test_records
-    return Result(dtype, records, drift, accuracy, steps, time.perf_counter() - start)
+    return Result(dtype, records, drift, accuracy, steps, time.perf_counter() - start, losses)
 
 
 def run(config, data=None, on_result=None):
@@ -275,7 +301,10 @@ def run(config, data=None, on_result=None):
     train, test = load_data(config) if data is None else data
     check_config(config, len(train[0]))
     for X_, y_ in (train, test):
-        check_dataset(X_, y_, config.layer_sizes[0], config.layer_sizes[-1])
+        if DATASETS[config.data].task == "classes":
+            check_dataset(X_, y_, config.layer_sizes[0], config.layer_sizes[-1])
+        else:
+            check_targets(X_, y_, config.layer_sizes[0], config.layer_sizes[-1])
     results = []
     for dtype in config.dtypes:
         results.append(run_dtype(config, train, test, dtype))
