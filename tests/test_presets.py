@@ -22,22 +22,7 @@ PROGRAMS = [scratch.train, torchimpl.train]
 NAMES = {scratch.train: "scratch", torchimpl.train: "torchimpl"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread_per_library():
-    """One BLAS thread and one torch thread while both twins share this process: their two
-    thread pools (OpenBLAS, OpenMP) spin against each other on a small machine and made these
-    tiny networks 10-100x slower (parity/run.py found the same). The numbers do not change."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-    else:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_per_library")
 
 
 def run_main(program, capsys, *argv):

@@ -78,6 +78,7 @@ TOOLBOX_RUNS = [
 @pytest.mark.parametrize("flags", TOOLBOX_RUNS, ids=["bn-dropout-adamw-cosine", "nesterov-tanh-bce",
                                                      "adam-leaky-bce-logits", "sigmoid-mse-adam",
                                                      "momentum-decay-dropout"])
+@pytest.mark.usefixtures("one_thread_per_library")
 def test_every_toolbox_flag_trains_and_beats_chance(module, flags, capsys):
     # In-process (main(argv)) rather than a subprocess: the same code path, without paying for
     # a fresh interpreter and torch import per case.
