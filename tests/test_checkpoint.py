@@ -349,3 +349,14 @@ def test_a_file_that_is_not_a_model_file_is_a_clear_error_on_both(content, messa
     for message_of_twin in both_loads(path):
         assert message in message_of_twin
     assert "no such file" in both_loads(tmp_path / "absent.npz")[0]
+
+
+def test_saved_files_get_the_permissions_an_ordinary_write_would(tmp_path):
+    from common.checkpoint import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "model.bin", lambda f: f.write(b"x"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.bin").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
