@@ -23,7 +23,7 @@ import torch
 import scratch.layers
 from parity import tolerances
 from parity.compare import NOISE_DRIVEN, compare_one_batch
-from parity.run import Config, full_precision_one_thread, load_data, run, twins
+from parity.run import Config, load_data, run, twins
 from parity.steps import GivenMask, draw_masks, set_masks, with_given_masks
 from scratch import model
 from scratch import train as scratch_train
@@ -67,10 +67,7 @@ def mnist():
     return load_data(Config(limit=1280))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    with full_precision_one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread_per_library")
 
 
 def failing(records):

@@ -20,7 +20,7 @@ import scratch.layers
 import scratch.optim
 from parity import report, tolerances
 from parity.compare import compare_one_batch, compare_training
-from parity.run import Config, full_precision_one_thread, load_data, run, twins
+from parity.run import Config, load_data, run, twins
 from parity.steps import draw_masks
 from scratch import model
 from scratch.model import Arch
@@ -36,10 +36,7 @@ def mnist():
     return load_data(Config(limit=1280))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    with full_precision_one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread_per_library")
 
 
 # ----------------------------------------------------------------------------- random combinations
