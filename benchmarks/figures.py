@@ -40,13 +40,6 @@ def _widths(results):
     return sorted({tuple(r["hidden"]) for r in results}, key=lambda h: (sum(h), h))
 
 
-def _series(results, backend, key, **fixed):
-    """Sorted (x, median_s) points of one backend with the fixed fields given."""
-    points = [(r[key], r["median_s"]) for r in results if r["backend"] == backend
-              and all(r[k] == v for k, v in fixed.items())]
-    return sorted(points)
-
-
 def _title(data, what):
     machine = data["machine"]
     where = f"{machine['cpu']}, {machine['cores']} CPUs"
@@ -70,6 +63,17 @@ def _save(fig, out_dir, stem, name):
     return path
 
 
+def _draw_curves(ax, results, x):
+    """One panel: each backend's median epoch time against x(record), and NumPy's matmul floor."""
+    for backend, (colour, marker) in STYLE.items():
+        points = sorted((x(r), r["median_s"]) for r in results if r["backend"] == backend)
+        if points:
+            ax.plot(*zip(*points), color=colour, marker=marker, label=backend)
+    floor = sorted((x(r), r["floor_s"]) for r in results if r.get("floor_s"))
+    if floor:
+        ax.plot(*zip(*floor), color="black", linestyle="--", label="numpy matmul floor")
+
+
 # ----------------------------------------------------------------------------- figures
 
 
@@ -78,14 +82,7 @@ def plot_against_batch(plt, data, out_dir, stem):
     widths = _widths(results)
     fig, axes = plt.subplots(1, len(widths), figsize=(4.2 * len(widths), 4), squeeze=False)
     for ax, hidden in zip(axes[0], widths):
-        for backend, (colour, marker) in STYLE.items():
-            points = _series(results, backend, "batch_size", hidden=list(hidden))
-            if points:
-                ax.plot(*zip(*points), color=colour, marker=marker, label=backend)
-        floor = sorted((r["batch_size"], r["floor_s"]) for r in results
-                       if r["hidden"] == list(hidden) and r.get("floor_s"))
-        if floor:
-            ax.plot(*zip(*floor), color="black", linestyle="--", label="numpy matmul floor")
+        _draw_curves(ax, [r for r in results if r["hidden"] == list(hidden)], lambda r: r["batch_size"])
         ax.set(xscale="log", yscale="log", xlabel="batch size", title=f"hidden {width_label(hidden)}")
         ax.set_xticks(sorted({r["batch_size"] for r in results}), minor=False)
         ax.xaxis.set_major_formatter(plt.ScalarFormatter())
@@ -105,15 +102,7 @@ def plot_against_width(plt, data, out_dir, stem):
     batches = sorted({r["batch_size"] for r in results})
     fig, axes = plt.subplots(1, len(batches), figsize=(4.2 * len(batches), 4), squeeze=False)
     for ax, batch in zip(axes[0], batches):
-        for backend, (colour, marker) in STYLE.items():
-            points = sorted((position[tuple(r["hidden"])], r["median_s"]) for r in results
-                            if r["backend"] == backend and r["batch_size"] == batch)
-            if points:
-                ax.plot(*zip(*points), color=colour, marker=marker, label=backend)
-        floor = sorted((position[tuple(r["hidden"])], r["floor_s"]) for r in results
-                       if r["batch_size"] == batch and r.get("floor_s"))
-        if floor:
-            ax.plot(*zip(*floor), color="black", linestyle="--", label="numpy matmul floor")
+        _draw_curves(ax, [r for r in results if r["batch_size"] == batch], lambda r: position[tuple(r["hidden"])])
         ax.set(yscale="log", xlabel="hidden widths", title=f"batch {batch}")
         ax.set_xticks(range(len(widths)), [width_label(h) for h in widths])
         _plain_numbers(plt, ax)
