@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 
+from common.errors import InputError
 from common.idx import DEFAULT_DATA_DIR
 from common.presets import DATASETS, PRESETS, preset_help, size_text
 
@@ -46,10 +47,42 @@ DEFAULT_LR = {"sgd": 0.5, "adam": 1e-3, "adamw": 1e-3}  # SGD: the textbook's; A
 DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "adam": 0.0, "adamw": 1e-2}  # torch's defaults
 
 
-def add_model_flags(parser):
-    """The flags that define a run: network, optimizer, loss, data. Shared with parity."""
+EVAL_BATCH = 1000  # evaluation batch: any size gives the same predictions, this one is fast
+CORE_SETTINGS = {"activation": "relu", "batchnorm": False, "dropout": 0.0, "loss": "ce", "optimizer": "sgd",
+                 "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "none", "dtype": "float32"}
+
+
+def add_core_flags(parser, epochs=True):
+    """The flags of the default recipe: epochs, network widths, SGD's lr, batch, seed, data."""
+    if epochs:
+        parser.add_argument("--epochs", type=non_negative_int, default=20, help="training epochs (default: 20)")
     parser.add_argument("--hidden", type=positive_int, nargs="*", default=[128, 64],
                         metavar="H", help="hidden layer widths (default: 128 64)")
+    parser.add_argument("--lr", type=positive_float, default=DEFAULT_LR["sgd"],
+                        help=f"learning rate (default: {DEFAULT_LR['sgd']:g})")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="minibatch size (default: 64)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and dropout (default: 0)")
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
+                        help="folder with the four MNIST .gz files (default: data/mnist in the repository)")
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                        help="train on the first N training images only")
+    return parser
+
+
+def core_parser(prog, description):
+    """The parser of the core programs (python -m scratch.mlp / torchimpl.mlp): the default
+    recipe's flags; the toolbox's choices stay at CORE_SETTINGS, so describe_run can name them."""
+    parser = add_core_flags(argparse.ArgumentParser(prog=prog, description=description))
+    parser.set_defaults(**CORE_SETTINGS)
+    return parser
+
+
+def add_model_flags(parser, epochs=False):
+    """The flags that define a run: the core's, then the toolbox's (network, optimizer, loss,
+    precision). Shared with parity, which takes no --epochs."""
+    add_core_flags(parser, epochs)
+    actions = {action.dest: action for action in parser._actions}
+    actions["lr"].default, actions["lr"].help = None, "learning rate (default: 0.5 for sgd, 0.001 for adam and adamw)"
     parser.add_argument("--activation", choices=ACTIVATIONS, default="relu", help="hidden activation (default: relu)")
     parser.add_argument("--batchnorm", action="store_true", help="batch norm between each hidden Linear and its activation")
     parser.add_argument("--dropout", type=unit_interval, default=0.0, metavar="P",
@@ -59,22 +92,14 @@ def add_model_flags(parser):
                              "cross-entropy; bce-logits: binary cross-entropy on logits; mse: mean "
                              "squared error (bce, bce-logits and mse against one-hot targets) (default: ce)")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="(default: sgd)")
-    parser.add_argument("--lr", type=positive_float, default=None,
-                        help="learning rate (default: 0.5 for sgd, 0.001 for adam and adamw)")
     parser.add_argument("--momentum", type=non_negative_float, default=0.0, help="SGD momentum (default: 0)")
     parser.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD, needs --momentum)")
     parser.add_argument("--weight-decay", type=non_negative_float, default=None,
                         help="weight decay (default: 0, or 0.01 for adamw as in torch)")
     parser.add_argument("--schedule", choices=["none", "cosine"], default="none",
                         help="cosine: anneal the lr to 0 over the epochs, stepped once per epoch (default: none)")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="minibatch size (default: 64)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and dropout (default: 0)")
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
-                        help="folder with the four MNIST .gz files (default: data/mnist in the repository)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                         help="floating-point precision (default: float32)")
-    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                        help="train on the first N training images only")
     parser.add_argument("--json", action="store_true", help="print one JSON object per line instead of text")
     return parser
 
@@ -112,10 +137,10 @@ def build_parser(prog, description, device=False):
     """The training programs' parser: the model and preset flags, --epochs, the files
     (--save, --load, --plot), --summary, --print-every (and --device for torch)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--epochs", type=non_negative_int, default=20,
-                        help="training epochs; 0 evaluates the model (with --load: the loaded one) "
-                             "without training (default: 20, or the preset's)")
-    add_model_flags(parser)
+    add_model_flags(parser, epochs=True)
+    epochs = next(action for action in parser._actions if action.dest == "epochs")
+    epochs.help = ("training epochs; 0 evaluates the model (with --load: the loaded one) without "
+                   "training (default: 20, or the preset's)")
     add_preset_flags(parser)
     parser.add_argument("--print-every", type=positive_int, default=1, metavar="K",
                         help="print epoch 1, 1 + K, 1 + 2K, ... and the last (default: 1, or the preset's)")
@@ -150,6 +175,16 @@ def parse_args(parser, argv):
 def layer_sizes(args):
     data = DATASETS[getattr(args, "data", "mnist")]
     return [data.inputs, *args.hidden, data.outputs]
+
+
+def limited(pair, limit, noun="images"):
+    """The first `limit` rows of (X, y), arrays or tensors; all of them when limit is None."""
+    X, y = pair
+    if limit is None:
+        return X, y
+    if limit > len(X):
+        raise InputError(f"--limit {limit} exceeds the {len(X)} training {noun}")
+    return X[:limit], y[:limit]
 
 
 def describe_run(name, args, n_train, n_test, extra=""):
