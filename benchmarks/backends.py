@@ -21,11 +21,11 @@ from torch import nn
 
 from parity.convert import load_params_into, state_dict_to_params
 from scratch.data import iterate_minibatches
-from scratch.losses import softmax_cross_entropy
-from scratch.model import backward, forward, layer_sizes_of
-from scratch.optim import SGD
+from scratch.toolbox.losses import softmax_cross_entropy
+from scratch.toolbox.model import backward, forward, layer_sizes_of
+from scratch.toolbox.optim import SGD
 from torchimpl.data import make_loader
-from torchimpl.model import MLP
+from torchimpl.toolbox.model import MLP
 
 # N examples, D features, B batch
 

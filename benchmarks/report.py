@@ -93,7 +93,7 @@ def machine_section(machine):
 def method_section(run):
     return "\n".join([
         f"- Network 784-H-10 (ReLU), float32, SGD lr {run['lr']:g}, cross-entropy, MNIST training "
-        f"images; every backend starts from the same weights (scratch.model.init_params, seed "
+        f"images; every backend starts from the same weights (scratch.toolbox.model.init_params, seed "
         f"{run['seed']}, copied into torch by parity.convert.load_params_into).",
         f"- Per backend and configuration: {run['step_check_steps']} training steps on the same "
         f"batches compared with NumPy's (losses within {run['step_loss_rtol']:g}, each weight "

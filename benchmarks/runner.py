@@ -1,7 +1,7 @@
 """Measuring one configuration: the matmul floor, the step check, timed epochs, the loss check.
 
 Part of `python -m benchmarks`. For one network and batch size every backend starts from the
-same scratch parameters (scratch.model.init_params, copied into torch by parity.convert), and:
+same scratch parameters (scratch.toolbox.model.init_params, copied into torch by parity.convert), and:
 
 1. correctness first: a few training steps on the same batches, compared with NumPy's;
    a backend that disagrees is not timed;
@@ -23,7 +23,7 @@ import torch
 from benchmarks.backends import NumpyBackend, TorchLoaderBackend, TorchResidentBackend
 from benchmarks.cudagraph import TorchGraphBackend
 from common.cli import N_CLASSES, N_FEATURES
-from scratch.model import init_params
+from scratch.toolbox.model import init_params
 
 FULL_EPOCH = 60_000  # MNIST's training images: every time is reported per epoch of this many
 WARMUP_EPOCHS = 1

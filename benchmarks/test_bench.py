@@ -17,7 +17,7 @@ import torch
 
 from benchmarks.runner import BACKENDS, CUDA_BACKENDS, check_batches
 from scratch.data import load_mnist
-from scratch.model import init_params
+from scratch.toolbox.model import init_params
 
 HIDDEN, BATCH, LR, SEED = [128, 64], 64, 0.5, 0
 STEP_ROUNDS, EPOCH_ROUNDS = 200, 3

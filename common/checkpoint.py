@@ -1,7 +1,7 @@
 """What both twins' model files share: atomic writes, telling the formats apart, clear mismatches.
 
-scratch/checkpoint.py writes .npz files (arrays under scratch's names W1, b1, gamma1, ...,
-plus an "arch" JSON record); torchimpl/checkpoint.py writes state_dicts with torch.save (a zip
+scratch/extras/checkpoint.py writes .npz files (arrays under scratch's names W1, b1, gamma1, ...,
+plus an "arch" JSON record); torchimpl/extras/checkpoint.py writes state_dicts with torch.save (a zip
 archive holding data.pkl and one raw file per storage). Each twin reads both. This module
 knows only names, shapes and bytes on disk: no NumPy, no torch.
 """

@@ -4,7 +4,7 @@ Both functions take a scratch params dict (and batch norm buffers) and a torch M
 already hold the same weights, the torch one with its dropout masks handed in (parity/run.py
 sets that up with twins()), and return Records, one per tensor. Try it:
     python -c "from parity.run import Config, run; print(run(Config(steps=3, limit=256))[0].ok)"
-The scratch side is looked up through its modules at call time (scratch.model.forward, ...),
+The scratch side is looked up through its modules at call time (scratch.toolbox.model.forward, ...),
 so a test can swap in a broken function and see parity name the tensor it breaks; one step
 of each twin is written in parity/steps.py.
 Notation: N batch, D in, C classes, K steps.
@@ -19,7 +19,7 @@ import torch
 
 from parity import steps as twin_steps
 from parity.convert import parameters_by_scratch_name
-from scratch.model import Arch
+from scratch.toolbox.model import Arch
 
 # ----------------------------------------------------------------------------- the error measure
 

@@ -28,7 +28,7 @@ def _layout(model):
 def params_to_state_dict(params, model, buffers=None):
     """A state_dict for `model` (a torchimpl MLP) holding the scratch arrays, on model's device.
 
-    Batch norm buffers come from `buffers` (scratch.model.init_buffers' names); without them the
+    Batch norm buffers come from `buffers` (scratch.toolbox.model.init_buffers' names); without them the
     model's own running statistics are kept.
     """
     names = torch_names(*_layout(model))

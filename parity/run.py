@@ -23,11 +23,11 @@ from parity import tolerances
 from parity.compare import Record, compare, compare_one_batch, compare_training, training_check
 from parity.convert import load_params_into
 from parity.steps import OPTIMIZER_NAMES, draw_masks, scratch_eval, torch_eval, with_given_masks
-from scratch import datasets as scratch_datasets
-from scratch import model as scratch_model
+from scratch.extras import datasets as scratch_datasets
+from scratch.toolbox import model as scratch_model
 from scratch.data import check_dataset, load_mnist
 from scratch.train import check_targets
-from torchimpl.model import MLP
+from torchimpl.toolbox.model import MLP
 
 DTYPES = ("float64", "float32")
 EVAL_BATCH = 1000  # test-set evaluation batch; any size gives the same predictions
@@ -72,7 +72,7 @@ class Config:
 
     @property
     def arch(self):
-        """The layers as scratch.model wires them; a sigmoid on the output for 'bce' only."""
+        """The layers as scratch.toolbox.model wires them; a sigmoid on the output for 'bce' only."""
         return scratch_model.Arch(self.activation, self.batchnorm, self.dropout, sigmoid_output=self.loss == "bce")
 
     @property

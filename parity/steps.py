@@ -4,7 +4,7 @@ parity/compare.py runs these side by side. A scratch step is forward, loss, back
 optimizer.step(grads); a torch step is model(x), loss_fn, loss.backward(), optimizer.step().
 Both use the training programs' own pieces (scratch/train.py and torchimpl/train.py: LOSSES,
 loss_targets, make_optimizer), so a flag means here what it means there. Dropout is the one
-random piece: masks are drawn once here (scratch.layers.dropout_mask) and handed to both, the
+random piece: masks are drawn once here (scratch.toolbox.layers.dropout_mask) and handed to both, the
 torch side through GivenMask modules swapped into a copy of the model. Try it:
     python -c "from parity.steps import GivenMask; print(GivenMask(0.2))"
 Notation: N batch, D in, H hidden, C classes.
@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from parity.convert import buffers_by_scratch_name, parameters_by_scratch_name
-from scratch import layers as scratch_layers
-from scratch import model as scratch_model
-from scratch import schedules as scratch_schedules
+from scratch.toolbox import layers as scratch_layers
+from scratch.toolbox import model as scratch_model
+from scratch.toolbox import schedules as scratch_schedules
 from scratch import train as scratch_train
 from torchimpl import train as torch_train
 

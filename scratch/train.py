@@ -17,12 +17,12 @@ from common import cli, plot, summary
 from common.checkpoint import check_writable
 from common.errors import InputError, run_cli
 from common.presets import DATASETS, PRESETS
-from scratch import checkpoint, datasets
+from scratch.extras import checkpoint, datasets
 from scratch.data import check_dataset, iterate_minibatches
-from scratch.losses import binary_cross_entropy, binary_cross_entropy_with_logits, mse, softmax_cross_entropy
-from scratch.model import Arch, init_buffers, init_params, forward, backward, layer_sizes_of, predict
-from scratch.optim import SGD, Adam, AdamW
-from scratch.schedules import CosineAnnealingLR
+from scratch.toolbox.losses import binary_cross_entropy, binary_cross_entropy_with_logits, mse, softmax_cross_entropy
+from scratch.toolbox.model import Arch, init_buffers, init_params, forward, backward, layer_sizes_of, predict
+from scratch.toolbox.optim import SGD, Adam, AdamW
+from scratch.toolbox.schedules import CosineAnnealingLR
 
 EVAL_BATCH = 1000  # evaluation batch: any size gives the same predictions, this one is fast
 LOSSES = {"ce": softmax_cross_entropy, "bce": binary_cross_entropy,

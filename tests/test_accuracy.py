@@ -16,9 +16,9 @@ import torch
 import scratch.train
 import torchimpl.train
 from scratch.data import load_mnist
-from scratch.model import init_params
-from scratch.optim import SGD
-from torchimpl.model import MLP
+from scratch.toolbox.model import init_params
+from scratch.toolbox.optim import SGD
+from torchimpl.toolbox.model import MLP
 
 SIZES, SEEDS = [784, 128, 64, 10], range(10)
 

@@ -22,7 +22,7 @@ from benchmarks.report import format_table, markdown_report, write_report
 from benchmarks.targets import evaluate_targets
 from common.errors import InputError
 from scratch.data import load_mnist
-from scratch.model import init_params
+from scratch.toolbox.model import init_params
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD_FIELDS = {"backend", "device", "batch_size", "hidden", "median_s", "min_s", "max_s", "runs", "final_loss"}

@@ -16,12 +16,12 @@ from torch import nn
 import scratch.train
 import torchimpl.train
 from common.errors import InputError
-from scratch import checkpoint as scratch_ckpt
+from scratch.extras import checkpoint as scratch_ckpt
 from scratch.data import load_mnist
-from scratch.model import Arch, forward, init_buffers, init_params, predict
-from scratch.optim import SGD
-from torchimpl import checkpoint as torch_ckpt
-from torchimpl.model import MLP
+from scratch.toolbox.model import Arch, forward, init_buffers, init_params, predict
+from scratch.toolbox.optim import SGD
+from torchimpl.extras import checkpoint as torch_ckpt
+from torchimpl.toolbox.model import MLP
 
 SIZES = [784, 32, 16, 10]
 
@@ -83,7 +83,7 @@ def test_tensors_that_view_a_shared_storage_with_offset_and_strides_are_rebuilt(
 def test_reading_a_torch_file_never_imports_torch(tmp_path):
     torch_ckpt.save(tmp_path / "m.pt", trained_torch_model(torch.float32))
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from scratch import checkpoint\n"
+            "from scratch.extras import checkpoint\n"
             f"arrays = checkpoint.read_torch_file({str(tmp_path / 'm.pt')!r})\n"
             "assert 'torch' in sys.modules and sys.modules['torch'] is None\n"
             "print(sorted(arrays)[0], arrays['net.1.num_batches_tracked'])")
@@ -329,7 +329,7 @@ def test_a_file_trained_with_another_activation_is_refused(tmp_path):
     (b"hello, not a model", "is not a model file"),
     (pickle.dumps({"net.0.weight": [1.0]}), "is not a model file"),  # torch's pre-1.6 format: not a zip
     (None, "is not a model file"),  # a zip archive of other files
-    ("whole", "torchimpl.model.MLP is not part of a state_dict"),
+    ("whole", "torchimpl.toolbox.model.MLP is not part of a state_dict"),
     ("nested", "holds a dict, not a state_dict of tensors: save model.state_dict()"),
     ("keys", "is not a state_dict of this MLP: tensor 'fc1.weight' is not part of an MLP state_dict"),
 ])

@@ -15,8 +15,8 @@ import scratch.train
 import torchimpl.train
 from common.estimator import HAVE_SKLEARN, NotFittedError
 from scratch.data import load_mnist
-from scratch.estimator import MLPClassifier as ScratchMLP
-from torchimpl.estimator import MLPClassifier as TorchMLP
+from scratch.extras.estimator import MLPClassifier as ScratchMLP
+from torchimpl.extras.estimator import MLPClassifier as TorchMLP
 
 TWINS = [ScratchMLP, TorchMLP]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -198,8 +198,8 @@ import sys
 sys.modules["sklearn"] = None  # as if scikit-learn were not installed
 import numpy as np
 from common import estimator
-from scratch.estimator import MLPClassifier as A
-from torchimpl.estimator import MLPClassifier as B
+from scratch.extras.estimator import MLPClassifier as A
+from torchimpl.extras.estimator import MLPClassifier as B
 assert not estimator.HAVE_SKLEARN
 rng = np.random.default_rng(0)
 X = np.concatenate([rng.normal(-2, 1, (50, 3)), rng.normal(2, 1, (50, 3))]); y = np.repeat([3, 7], 50)

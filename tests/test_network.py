@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from common.errors import InputError
-from scratch.layers import linear_backward, linear_forward, relu_backward, relu_forward
-from scratch.losses import softmax_cross_entropy
-from scratch.model import backward, count_params, forward, init_params, layer_sizes_of, predict
-from scratch.optim import SGD
-from torchimpl.model import MLP
+from scratch.toolbox.layers import linear_backward, linear_forward, relu_backward, relu_forward
+from scratch.toolbox.losses import softmax_cross_entropy
+from scratch.toolbox.model import backward, count_params, forward, init_params, layer_sizes_of, predict
+from scratch.toolbox.optim import SGD
+from torchimpl.toolbox.model import MLP
 
 ARCHITECTURES = [[784, 128, 64, 10], [25, 16, 8, 2], [784, 10]]
 

@@ -14,8 +14,8 @@ import torch
 from torch.nn import functional as F
 
 from parity.compare import errors
-from scratch import losses, model
-from scratch.layers import linear_backward, linear_forward, relu_backward, relu_forward
+from scratch.toolbox import losses, model
+from scratch.toolbox.layers import linear_backward, linear_forward, relu_backward, relu_forward
 
 # One layer in float64: a single BLAS call per output on each side, so a few ulps apart
 # (measured at most 1.7e-15); 1e-13 is the parity suite's one-batch float64 bound.
@@ -140,12 +140,12 @@ def test_network_gradients_match_central_finite_differences(sizes, N, seed):
 def test_finite_differences_catch_a_relu_mask_on_the_wrong_side(monkeypatch):
     """The oracle is not blind: with the ReLU gradient let through where x < 0 instead of
     x > 0, every tensor below the first ReLU is far off while the last layer's stays exact."""
-    import scratch.layers
+    import scratch.toolbox.layers
 
     def wrong_side(dout, x):
         return np.where(x < 0, dout, 0)
 
-    monkeypatch.setattr(scratch.layers, "relu_backward", wrong_side)
+    monkeypatch.setattr(scratch.toolbox.layers, "relu_backward", wrong_side)
     monkeypatch.setattr(model, "relu_backward", wrong_side, raising=False)  # where model imports it
     if hasattr(model, "ACTIVATIONS"):  # where model looks activations up by name
         monkeypatch.setitem(model.ACTIVATIONS, "relu", (model.ACTIVATIONS["relu"][0], wrong_side))

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-import scratch.layers
+import scratch.toolbox.layers
 from common.errors import run_cli
 from parity import tolerances
 from parity.__main__ import PROG, main
 from parity.compare import compare_one_batch, errors
 from parity.convert import parameters_by_scratch_name
 from parity.run import Config, full_precision_one_thread, load_data, run, twins
-from scratch import model
+from scratch.toolbox import model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,9 +37,9 @@ def one_thread():
 
 
 def swap_in(monkeypatch, name, wrong):
-    """Replace scratch.layers.<name> wherever scratch.model finds it (an imported name, or
+    """Replace scratch.toolbox.layers.<name> wherever scratch.toolbox.model finds it (an imported name, or
     the activation table), so the network's backward runs the wrong formula."""
-    monkeypatch.setattr(scratch.layers, name, wrong)
+    monkeypatch.setattr(scratch.toolbox.layers, name, wrong)
     monkeypatch.setattr(model, name, wrong, raising=False)
     if name == "relu_backward" and hasattr(model, "ACTIVATIONS"):
         monkeypatch.setitem(model.ACTIVATIONS, "relu", (model.ACTIVATIONS["relu"][0], wrong))
@@ -49,7 +49,7 @@ def relu_mask_on_the_wrong_side(dout, x):
     return np.where(x < 0, dout, 0)
 
 
-LINEAR_BACKWARD = scratch.layers.linear_backward  # the right one, before any test swaps it
+LINEAR_BACKWARD = scratch.toolbox.layers.linear_backward  # the right one, before any test swaps it
 
 
 def bias_gradient_over_the_wrong_axis(dout, cache):

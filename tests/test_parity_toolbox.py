@@ -20,16 +20,16 @@ import numpy as np
 import pytest
 import torch
 
-import scratch.layers
+import scratch.toolbox.layers
 from parity import tolerances
 from parity.compare import NOISE_DRIVEN, compare_one_batch
 from parity.run import Config, load_data, run, twins
 from parity.steps import GivenMask, draw_masks, set_masks, with_given_masks
-from scratch import model
+from scratch.toolbox import model
 from scratch import train as scratch_train
-from scratch.model import Arch
-from scratch.schedules import CosineAnnealingLR
-from torchimpl.model import MLP
+from scratch.toolbox.model import Arch
+from scratch.toolbox.schedules import CosineAnnealingLR
+from torchimpl.toolbox.model import MLP
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTIVATIONS = ["relu", "tanh", "sigmoid", "leaky_relu"]
@@ -194,7 +194,7 @@ def test_given_mask_multiplies_by_the_scratch_mask_and_is_the_identity_in_eval_m
     x = rng.standard_normal((4, 5))
     module = GivenMask(0.5)
     module.mask = torch.from_numpy(mask)
-    assert np.array_equal(module(torch.from_numpy(x)).numpy(), scratch.layers.dropout_forward(x, mask)[0])
+    assert np.array_equal(module(torch.from_numpy(x)).numpy(), scratch.toolbox.layers.dropout_forward(x, mask)[0])
     module.eval()
     assert np.array_equal(module(torch.from_numpy(x)).numpy(), x)
 

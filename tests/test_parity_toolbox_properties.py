@@ -16,15 +16,15 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-import scratch.layers
-import scratch.optim
+import scratch.toolbox.layers
+import scratch.toolbox.optim
 from parity import report, tolerances
 from parity.compare import compare_one_batch, compare_training
 from parity.run import Config, load_data, run, twins
 from parity.steps import draw_masks
-from scratch import model
-from scratch.model import Arch
-from scratch.schedules import CosineAnnealingLR
+from scratch.toolbox import model
+from scratch.toolbox.model import Arch
+from scratch.toolbox.schedules import CosineAnnealingLR
 
 ACTIVATIONS = ["relu", "tanh", "sigmoid", "leaky_relu"]
 LOSSES = ["ce", "bce", "bce-logits", "mse"]
@@ -54,7 +54,7 @@ pytestmark = pytest.mark.usefixtures("one_thread_per_library")
 # weight (or a running mean that averages a bias in) may also differ by steps * 1e5 times the
 # gradients' rounding bound. A wrong formula is off by 1e-3 of the scale or more.
 ROUNDING = 1e-11
-ADAM_EPS = 1e-8  # torch's default, and scratch.optim.Adam's
+ADAM_EPS = 1e-8  # torch's default, and scratch.toolbox.optim.Adam's
 EXAMPLES = 300
 LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3}
 
@@ -137,8 +137,8 @@ def test_two_steps_agree_for_any_combination_of_options_within_tolerance_or_roun
 
 # ----------------------------------------------------------------------------- a wrong formula fails
 
-BATCHNORM_FORWARD, BATCHNORM_BACKWARD = scratch.layers.batchnorm_forward, scratch.layers.batchnorm_backward
-DROPOUT_BACKWARD = scratch.layers.dropout_backward
+BATCHNORM_FORWARD, BATCHNORM_BACKWARD = scratch.toolbox.layers.batchnorm_forward, scratch.toolbox.layers.batchnorm_backward
+DROPOUT_BACKWARD = scratch.toolbox.layers.dropout_backward
 
 
 def without_the_variance_term(dout, cache):
@@ -183,13 +183,13 @@ def one_batch_failures(result):
 ], ids=["batchnorm dx without a term", "dgamma without invstd", "biased running_var", "dropout mask ignored"])
 def test_a_wrong_layer_formula_fails_naming_exactly_the_tensors_it_breaks(wrong, options, named, mnist,
                                                                          monkeypatch):
-    monkeypatch.setattr(scratch.layers, *wrong)
+    monkeypatch.setattr(scratch.toolbox.layers, *wrong)
     (result,) = run(Config(steps=5, dtypes=("float64",), **options), mnist)
     assert one_batch_failures(result) == named and not result.ok
 
 
 def test_coupled_weight_decay_in_adamw_fails_naming_weights_and_moments(mnist, monkeypatch):
-    monkeypatch.setattr(scratch.optim.AdamW, "decoupled_weight_decay", False)  # Adam's L2 instead
+    monkeypatch.setattr(scratch.toolbox.optim.AdamW, "decoupled_weight_decay", False)  # Adam's L2 instead
     (result,) = run(Config(steps=5, dtypes=("float64",), optimizer="adamw"), mnist)
     failed = {r.name for r in result.records if not r.ok}
     assert one_batch_failures(result) == set()  # gradients are not the optimizer's business
@@ -197,12 +197,12 @@ def test_coupled_weight_decay_in_adamw_fails_naming_weights_and_moments(mnist, m
 
 
 def test_nesterov_ignored_fails_naming_the_weights(mnist, monkeypatch):
-    init = scratch.optim.SGD.__init__
+    init = scratch.toolbox.optim.SGD.__init__
 
     def plain_momentum(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
         init(self, params, lr, momentum, dampening, weight_decay)  # nesterov dropped on the floor
 
-    monkeypatch.setattr(scratch.optim.SGD, "__init__", plain_momentum)
+    monkeypatch.setattr(scratch.toolbox.optim.SGD, "__init__", plain_momentum)
     (result,) = run(Config(steps=5, dtypes=("float64",), momentum=0.9, nesterov=True, lr=0.05), mnist)
     failed = {r.name for r in result.records if not r.ok}
     assert {"W1", "b1", "W2", "b2", "W3", "b3"} <= failed and "W1 momentum_buffer" in failed

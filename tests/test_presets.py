@@ -15,8 +15,8 @@ import torchimpl.train
 from common import cli, plot, synthetic
 from common.errors import InputError
 from common.presets import DATASETS, PRESETS
-from scratch import datasets as scratch_datasets
-from torchimpl import datasets as torch_datasets
+from scratch.extras import datasets as scratch_datasets
+from torchimpl.extras import datasets as torch_datasets
 
 PROGRAMS = [scratch.train, torchimpl.train]
 NAMES = {scratch.train: "scratch", torchimpl.train: "torchimpl"}

@@ -17,8 +17,8 @@ from parity import tolerances
 from parity.compare import compare_one_batch, compare_training
 from parity.convert import parameters_by_scratch_name
 from parity.run import batch_sequence, full_precision_one_thread, twins
-from scratch import model
-from scratch.layers import linear_backward, linear_forward, relu_backward, relu_forward
+from scratch.toolbox import model
+from scratch.toolbox.layers import linear_backward, linear_forward, relu_backward, relu_forward
 
 EXAMPLES = settings(max_examples=200)
 widths = st.integers(1, 64)

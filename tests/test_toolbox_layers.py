@@ -1,4 +1,4 @@
-"""scratch/layers.py's activations, dropout and batch norm against torch and finite differences.
+"""scratch/toolbox/layers.py's activations, dropout and batch norm against torch and finite differences.
 
 Two oracles for every hand-written backward: torch autograd with a random upstream gradient
 ((out * dout).sum().backward(), never ones: a ones gradient makes batch norm's input gradient
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.errors import InputError
-from scratch.layers import (batchnorm_backward, batchnorm_forward, dropout_backward,
+from scratch.toolbox.layers import (batchnorm_backward, batchnorm_forward, dropout_backward,
                             dropout_forward, dropout_mask, leaky_relu_backward, leaky_relu_forward,
                             sigmoid_backward, sigmoid_forward, tanh_backward, tanh_forward)
 

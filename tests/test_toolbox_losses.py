@@ -1,4 +1,4 @@
-"""scratch/losses.py's BCE, BCE-with-logits and MSE against nn.BCELoss, nn.BCEWithLogitsLoss,
+"""scratch/toolbox/losses.py's BCE, BCE-with-logits and MSE against nn.BCELoss, nn.BCEWithLogitsLoss,
 nn.MSELoss (float64) and against central finite differences; and their refusals of bad input.
 """
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.errors import InputError
-from scratch.losses import binary_cross_entropy, binary_cross_entropy_with_logits, mse
+from scratch.toolbox.losses import binary_cross_entropy, binary_cross_entropy_with_logits, mse
 
 # float64 against torch: losses are means, and torch and NumPy sum in different orders (and
 # torch's SIMD exp differs from NumPy's in the last bit), so the two agree to a few ulps, about

@@ -1,4 +1,4 @@
-"""scratch/optim.py and scratch/schedules.py against torch.optim and its CosineAnnealingLR.
+"""scratch/toolbox/optim.py and scratch/toolbox/schedules.py against torch.optim and its CosineAnnealingLR.
 
 Trajectories of 100+ steps on random gradients in float64, comparing the parameters and every
 piece of optimizer state (momentum buffers, Adam's step count and moments) after the run.
@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.errors import InputError
-from scratch.optim import SGD, Adam, AdamW
-from scratch.schedules import CosineAnnealingLR
+from scratch.toolbox.optim import SGD, Adam, AdamW
+from scratch.toolbox.schedules import CosineAnnealingLR
 
 # The issue's target for a 100-step float64 trajectory is 1e-10. The two sides differ only where
 # torch fuses a multiply-add (add with alpha, lerp, addcmul), an ulp a step: measured errors are

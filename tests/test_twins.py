@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TWIN_FILES = ["data", "model", "train", "datasets", "checkpoint", "estimator"]
+TWIN_FILES = ["data", "train", "toolbox.model", "extras.datasets", "extras.checkpoint", "extras.estimator"]
 
 # Names that exist on one side only, because the other side gets them from torch. Each entry
 # says what stands in its place; any other one-sided name fails the test.
@@ -16,18 +16,18 @@ ONE_SIDED = {
     "scratch.data.iterate_minibatches": "torchimpl.data.make_loader (a DataLoader)",
     "torchimpl.data.make_loader": "scratch.data.iterate_minibatches",
     "torchimpl.data.torchvision_datasets": "nothing: torchvision is the torch side's optional reader",
-    "scratch.model.Arch": "the keyword arguments of MLP.__init__",
-    "scratch.model.check_layer_sizes": "the check inside MLP.__init__",
-    "scratch.model.init_buffers": "nn.BatchNorm1d's own running_mean and running_var buffers",
-    "scratch.model.init_params": "nn.Linear's own initialisation in MLP.__init__",
-    "scratch.model.layer_sizes_of": "MLP.layer_sizes",
-    "scratch.model.count_params": "sum(p.numel() for p in model.parameters())",
-    "scratch.model.forward": "MLP.forward",
-    "scratch.model.backward": "loss.backward() (autograd)",
-    "scratch.model.predict": "model(x).argmax(dim=1)",
-    "torchimpl.model.MLP": "scratch.model's functions",
+    "scratch.toolbox.model.Arch": "the keyword arguments of MLP.__init__",
+    "scratch.toolbox.model.check_layer_sizes": "the check inside MLP.__init__",
+    "scratch.toolbox.model.init_buffers": "nn.BatchNorm1d's own running_mean and running_var buffers",
+    "scratch.toolbox.model.init_params": "nn.Linear's own initialisation in MLP.__init__",
+    "scratch.toolbox.model.layer_sizes_of": "MLP.layer_sizes",
+    "scratch.toolbox.model.count_params": "sum(p.numel() for p in model.parameters())",
+    "scratch.toolbox.model.forward": "MLP.forward",
+    "scratch.toolbox.model.backward": "loss.backward() (autograd)",
+    "scratch.toolbox.model.predict": "model(x).argmax(dim=1)",
+    "torchimpl.toolbox.model.MLP": "scratch.toolbox.model's functions",
     "torchimpl.train.pick_device": "nothing: NumPy runs on the CPU only",
-    "scratch.checkpoint.TorchUnpickler": "torch.load(weights_only=True), which reads torch.save's files",
+    "scratch.extras.checkpoint.TorchUnpickler": "torch.load(weights_only=True), which reads torch.save's files",
 }
 
 

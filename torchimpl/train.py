@@ -19,9 +19,9 @@ from common import cli, plot, summary
 from common.checkpoint import check_writable
 from common.errors import InputError, run_cli
 from common.presets import DATASETS, PRESETS
-from torchimpl import checkpoint, datasets
+from torchimpl.extras import checkpoint, datasets
 from torchimpl.data import check_dataset, make_loader
-from torchimpl.model import MLP
+from torchimpl.toolbox.model import MLP
 
 EVAL_BATCH = 1000  # evaluation batch: any size gives the same predictions, this one is fast
 LOSSES = {"ce": nn.CrossEntropyLoss, "bce": nn.BCELoss, "bce-logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss}

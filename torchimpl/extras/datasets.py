@@ -1,9 +1,9 @@
 """Every data set the PyTorch twin trains on, as tensors: MNIST, and the chapters' generated sets.
 
-Twin: scratch/datasets.py gives the same numbers as arrays. MNIST comes from torchimpl/data.py;
+Twin: scratch/extras/datasets.py gives the same numbers as arrays. MNIST comes from torchimpl/data.py;
 edges, student and sum come from common/synthetic.py as Python floats, turned into tensors here
 (float64 first, then the run's dtype, rounding exactly as NumPy does). Try it:
-    python -c "from torchimpl.datasets import load; print(load('edges', 0).train[0].shape)"
+    python -c "from torchimpl.extras.datasets import load; print(load('edges', 0).train[0].shape)"
 """
 
 import functools

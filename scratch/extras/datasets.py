@@ -1,9 +1,9 @@
 """Every data set the NumPy twin trains on, as arrays: MNIST, and the chapters' generated sets.
 
-Twin: torchimpl/datasets.py gives the same numbers as tensors. MNIST comes from scratch/data.py;
+Twin: torchimpl/extras/datasets.py gives the same numbers as tensors. MNIST comes from scratch/data.py;
 edges, student and sum come from common/synthetic.py as Python floats, turned into arrays here
 (float64 first, then the run's dtype, rounding exactly as torch does). Try it:
-    python -c "from scratch.datasets import load; print(load('edges', 0).train[0].shape)"
+    python -c "from scratch.extras.datasets import load; print(load('edges', 0).train[0].shape)"
 """
 
 import functools

@@ -3,7 +3,7 @@
 Twin: torch.optim.SGD, Adam and AdamW (used in torchimpl/train.py). An optimizer holds the
 parameter dict and updates its arrays in place on step(grads), as torch's optimizers update
 param.data. Its buffers live in .state (name -> buffer, as torch's optimizer.state[param]) and
-its learning rate in .lr, which a schedule (scratch/schedules.py) may change between steps.
+its learning rate in .lr, which a schedule (scratch/toolbox/schedules.py) may change between steps.
 Where torch's kernels use a fused multiply-add (add with alpha, lerp, addcmul) the results can
 differ in the last bit; every other operation follows torch's order.
 """

@@ -1,13 +1,13 @@
 """A scikit-learn style classifier on the PyTorch twin: MLPClassifier().fit(X, y).predict(X).
 
-Twin: scratch/estimator.py. fit trains torchimpl/model.py's MLP with torchimpl/train.py's
+Twin: scratch/extras/estimator.py. fit trains torchimpl/toolbox/model.py's MLP with torchimpl/train.py's
 train_epoch (nn.CrossEntropyLoss); the loss is always softmax cross-entropy on the logits, which
 is where the day-one chapter's skorch run went wrong: its criterion expected probabilities,
 got raw logits, and printed nan losses at 10% accuracy. loss_curve_ keeps every epoch's mean
 training loss, and a non-finite loss stops fit with an error instead of training on. With
 scikit-learn installed it is a BaseEstimator (Pipeline, GridSearchCV, clone); without, it
 still fits, predicts and scores. Try it:
-    python -c "from torchimpl.estimator import MLPClassifier; from torchimpl.data import load_mnist;
+    python -c "from torchimpl.extras.estimator import MLPClassifier; from torchimpl.data import load_mnist;
     X, y = (t.numpy() for t in load_mnist());
     model = MLPClassifier(epochs=1, random_state=0).fit(X[:5000], y[:5000]);
     print(model.score(X[5000:6000], y[5000:6000]))"
@@ -19,7 +19,7 @@ from torch import nn
 
 from common import estimator as base
 from torchimpl.data import make_loader
-from torchimpl.model import MLP
+from torchimpl.toolbox.model import MLP
 from torchimpl.train import EVAL_BATCH, make_optimizer, pick_device, train_epoch
 
 # ----------------------------------------------------------------------------- the estimator

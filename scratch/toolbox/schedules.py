@@ -1,7 +1,7 @@
 """Learning-rate schedules by hand, stepped once per epoch like torch.optim.lr_scheduler.
 
 Twin: torch.optim.lr_scheduler.CosineAnnealingLR (torchimpl/train.py). A schedule wraps an
-optimizer from scratch/optim.py and sets its .lr; the idiom is torch's:
+optimizer from scratch/toolbox/optim.py and sets its .lr; the idiom is torch's:
 
     schedule = CosineAnnealingLR(optimizer, T_max=epochs)
     for epoch in range(epochs):

@@ -1,7 +1,7 @@
 """Layers by hand: each forward returns (out, cache), its backward sits right under it.
 
 Twin: torch ships these as nn.Linear, nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Dropout
-and nn.BatchNorm1d (torchimpl/model.py); autograd writes the backwards. Each one reproduces
+and nn.BatchNorm1d (torchimpl/toolbox/model.py); autograd writes the backwards. Each one reproduces
 torch's formula and, where it matters for float64 agreement, its order of operations.
 Notation: N batch, D in features, H out features.
 """

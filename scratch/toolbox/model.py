@@ -1,6 +1,6 @@
 """The network by hand: parameters drawn as nn.Linear draws them, forward with caches, backward.
 
-Twin: torchimpl/model.py (class MLP). Parameters live in a dict {"W1", "b1", "W2", ...}; W_i is
+Twin: torchimpl/toolbox/model.py (class MLP). Parameters live in a dict {"W1", "b1", "W2", ...}; W_i is
 stored (out, in) like nn.Linear's weight, so copying across is a plain copy. Each hidden layer
 is Linear, then BatchNorm (optional), the activation, then Dropout (optional); the last layer is
 Linear alone, with a sigmoid on top only for binary cross-entropy on probabilities.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.errors import InputError
-from scratch import layers
+from scratch.toolbox import layers
 
 # ----------------------------------------------------------------------------- architecture
 

@@ -1,6 +1,6 @@
 """The network with torch.nn: Linear, [BatchNorm1d], activation, [Dropout], ..., Linear.
 
-Twin: scratch/model.py (Arch, init_params, forward, backward). nn.Linear draws its own weights
+Twin: scratch/toolbox/model.py (Arch, init_params, forward, backward). nn.Linear draws its own weights
 from U(-1/sqrt(fan_in), 1/sqrt(fan_in)); autograd writes the backward; model.train() and
 model.eval() switch batch norm and dropout between their two behaviours. The parameter names
 are net.<index>.weight / .bias, counting every module in the Sequential.

@@ -1,13 +1,13 @@
 """A scikit-learn style classifier on the NumPy twin: MLPClassifier().fit(X, y).predict(X).
 
-Twin: torchimpl/estimator.py. fit trains the hand-written network of scratch/model.py with
+Twin: torchimpl/extras/estimator.py. fit trains the hand-written network of scratch/toolbox/model.py with
 scratch/train.py's train_epoch; the loss is always softmax cross-entropy on the logits, which
 is where the day-one chapter's skorch run went wrong: its criterion expected probabilities,
 got raw logits, and printed nan losses at 10% accuracy. loss_curve_ keeps every epoch's mean
 training loss, and a non-finite loss stops fit with an error instead of training on. With
 scikit-learn installed it is a BaseEstimator (Pipeline, GridSearchCV, clone); without, it
 still fits, predicts and scores. Try it:
-    python -c "from scratch.estimator import MLPClassifier; from scratch.data import load_mnist;
+    python -c "from scratch.extras.estimator import MLPClassifier; from scratch.data import load_mnist;
     X, y = load_mnist(); model = MLPClassifier(epochs=1, random_state=0).fit(X[:5000], y[:5000]);
     print(model.score(X[5000:6000], y[5000:6000]))"
 """
@@ -15,7 +15,7 @@ still fits, predicts and scores. Try it:
 import numpy as np
 
 from common import estimator as base
-from scratch.model import Arch, forward, init_buffers, init_params
+from scratch.toolbox.model import Arch, forward, init_buffers, init_params
 from scratch.train import EVAL_BATCH, make_optimizer, train_epoch
 
 # ----------------------------------------------------------------------------- the estimator
@@ -29,7 +29,7 @@ class MLPClassifier(base.ClassifierMixin, base.BaseEstimator):
     epochs, dtype ("float32" or "float64"), random_state (None, an int, or a NumPy generator:
     the seed of the weights, the shuffling and the dropout masks) and verbose (print each
     epoch's loss). Fitted attributes: classes_, n_features_in_, loss_curve_, n_iter_,
-    params_ and buffers_ (the arrays of scratch/model.py).
+    params_ and buffers_ (the arrays of scratch/toolbox/model.py).
     """
 
     def __init__(self, hidden_layer_sizes=(128, 64), activation="relu", batchnorm=False, dropout=0.0,

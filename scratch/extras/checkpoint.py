@@ -1,6 +1,6 @@
 """Save and load the NumPy twin's model: .npz files, and torch.save's files read without torch.
 
-Twin: torchimpl/checkpoint.py. save() writes the parameters and batch norm buffers under
+Twin: torchimpl/extras/checkpoint.py. save() writes the parameters and batch norm buffers under
 scratch's names (W1, b1, gamma1, beta1, running_mean1, ...), in state_dict order, plus an
 "arch" JSON record (layer sizes, activation, options, dtype), atomically. load() reads either
 twin's file into existing arrays, checking every name and shape first.
@@ -161,7 +161,7 @@ def _layout(params, arch=None):
 def save(path, params, buffers=None, arch=None):
     """Write params and batch norm buffers to `path` as .npz (whatever its name), atomically.
 
-    arch: the scratch.model.Arch the model was built with, for the record.
+    arch: the scratch.toolbox.model.Arch the model was built with, for the record.
     """
     values = {**params, **(buffers or {})}
     arrays = {name: np.asarray(values[name]) for name in _layout(params) if name in values}

@@ -1,6 +1,6 @@
 """Save and load the PyTorch twin's model: torch.save'd state_dicts, and the NumPy twin's .npz.
 
-Twin: scratch/checkpoint.py. save() writes model.state_dict() with torch.save, the chapters'
+Twin: scratch/extras/checkpoint.py. save() writes model.state_dict() with torch.save, the chapters'
 idiom, atomically; load() reads either twin's file into the model, checking every name and
 shape first. A .npz holds scratch's names (W1, b1, gamma1, running_mean1, ...), mapped to this
 model's state_dict keys by common/layout.py; torch.load runs with weights_only=True, so a file
