@@ -19,13 +19,13 @@ from common.errors import InputError, run_cli
 from common.presets import DATASETS, PRESETS
 from scratch.extras import checkpoint, datasets
 from scratch.data import check_dataset, iterate_minibatches
-from scratch.toolbox.losses import binary_cross_entropy, binary_cross_entropy_with_logits, mse, softmax_cross_entropy
+from scratch.toolbox.losses import binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse
 from scratch.toolbox.model import Arch, init_buffers, init_params, forward, backward, layer_sizes_of, predict
 from scratch.toolbox.optim import SGD, Adam, AdamW
 from scratch.toolbox.schedules import CosineAnnealingLR
 
 EVAL_BATCH = 1000  # evaluation batch: any size gives the same predictions, this one is fast
-LOSSES = {"ce": softmax_cross_entropy, "bce": binary_cross_entropy,
+LOSSES = {"ce": cross_entropy, "bce": binary_cross_entropy,
           "bce-logits": binary_cross_entropy_with_logits, "mse": mse}
 ACTIVATION_MODULES = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "leaky_relu": "LeakyReLU"}
 

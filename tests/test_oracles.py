@@ -14,8 +14,9 @@ import torch
 from torch.nn import functional as F
 
 from parity.compare import errors
-from scratch.toolbox import losses, model
-from scratch.toolbox.layers import linear_backward, linear_forward, relu_backward, relu_forward
+from scratch import mlp
+from scratch.toolbox import model
+from scratch.mlp import linear_backward, linear_forward, relu_backward, relu_forward
 
 # One layer in float64: a single BLAS call per output on each side, so a few ulps apart
 # (measured at most 1.7e-15); 1e-13 is the parity suite's one-batch float64 bound.
@@ -76,7 +77,7 @@ def test_softmax_cross_entropy_matches_torch_loss_and_its_gradient(N, C, scale):
     rng = np.random.default_rng(N + C)
     logits, y = scale * rng.standard_normal((N, C)), rng.integers(0, C, N)
     g = float(rng.uniform(0.5, 2.0))  # a random upstream gradient for the scalar loss
-    loss, dlogits = losses.softmax_cross_entropy(logits, y)
+    loss, dlogits = mlp.softmax_cross_entropy(logits, y)
 
     zt = torch.tensor(logits, requires_grad=True)
     loss_t = F.cross_entropy(zt, torch.from_numpy(y))
@@ -89,7 +90,7 @@ def test_softmax_cross_entropy_matches_torch_loss_and_its_gradient(N, C, scale):
 
 
 def network_loss(params, X, y):
-    return losses.softmax_cross_entropy(model.forward(params, X)[0], y)[0]
+    return mlp.softmax_cross_entropy(model.forward(params, X)[0], y)[0]
 
 
 def finite_difference_errors(sizes, N, seed):
@@ -102,7 +103,7 @@ def finite_difference_errors(sizes, N, seed):
     params = model.init_params(sizes, rng, np.float64)
     X, y = rng.random((N, sizes[0])), rng.integers(0, sizes[-1], N)
     logits, caches = model.forward(params, X)
-    _, dlogits = losses.softmax_cross_entropy(logits, y)
+    _, dlogits = mlp.softmax_cross_entropy(logits, y)
     grads, dX = model.backward(dlogits, caches)
     tensors = {**{name: (params[name], grads[name]) for name in params}, "dX": (X, dX)}
 
@@ -140,12 +141,12 @@ def test_network_gradients_match_central_finite_differences(sizes, N, seed):
 def test_finite_differences_catch_a_relu_mask_on_the_wrong_side(monkeypatch):
     """The oracle is not blind: with the ReLU gradient let through where x < 0 instead of
     x > 0, every tensor below the first ReLU is far off while the last layer's stays exact."""
-    import scratch.toolbox.layers
+    import scratch.mlp
 
     def wrong_side(dout, x):
         return np.where(x < 0, dout, 0)
 
-    monkeypatch.setattr(scratch.toolbox.layers, "relu_backward", wrong_side)
+    monkeypatch.setattr(scratch.mlp, "relu_backward", wrong_side)
     monkeypatch.setattr(model, "relu_backward", wrong_side, raising=False)  # where model imports it
     if hasattr(model, "ACTIVATIONS"):  # where model looks activations up by name
         monkeypatch.setitem(model.ACTIVATIONS, "relu", (model.ACTIVATIONS["relu"][0], wrong_side))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-import scratch.toolbox.layers
+import scratch.mlp
 from common.errors import run_cli
 from parity import tolerances
 from parity.__main__ import PROG, main
@@ -37,9 +37,9 @@ def one_thread():
 
 
 def swap_in(monkeypatch, name, wrong):
-    """Replace scratch.toolbox.layers.<name> wherever scratch.toolbox.model finds it (an imported name, or
-    the activation table), so the network's backward runs the wrong formula."""
-    monkeypatch.setattr(scratch.toolbox.layers, name, wrong)
+    """Replace the core's scratch.mlp.<name> wherever scratch.toolbox.model finds it (through the
+    module, or the activation table), so the network's backward runs the wrong formula."""
+    monkeypatch.setattr(scratch.mlp, name, wrong)
     monkeypatch.setattr(model, name, wrong, raising=False)
     if name == "relu_backward" and hasattr(model, "ACTIVATIONS"):
         monkeypatch.setitem(model.ACTIVATIONS, "relu", (model.ACTIVATIONS["relu"][0], wrong))
@@ -49,7 +49,7 @@ def relu_mask_on_the_wrong_side(dout, x):
     return np.where(x < 0, dout, 0)
 
 
-LINEAR_BACKWARD = scratch.toolbox.layers.linear_backward  # the right one, before any test swaps it
+LINEAR_BACKWARD = scratch.mlp.linear_backward  # the right one, before any test swaps it
 
 
 def bias_gradient_over_the_wrong_axis(dout, cache):

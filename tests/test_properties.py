@@ -18,7 +18,7 @@ from parity.compare import compare_one_batch, compare_training
 from parity.convert import parameters_by_scratch_name
 from parity.run import batch_sequence, full_precision_one_thread, twins
 from scratch.toolbox import model
-from scratch.toolbox.layers import linear_backward, linear_forward, relu_backward, relu_forward
+from scratch.mlp import linear_backward, linear_forward, relu_backward, relu_forward
 
 EXAMPLES = settings(max_examples=200)
 widths = st.integers(1, 64)
@@ -52,7 +52,24 @@ def data(rng, sizes, N, dtype="float64"):
 
 
 def failing(records):
-    return [f"{r.name}: {r.max_rel_err:.2e} > {r.tolerance:g} {r.note}" for r in records if not r.ok]
+    """The records out of tolerance, each bias gradient measured against its layer.
+
+    db_i is a sum over the batch that can cancel to almost nothing: with two classes the last
+    one is [s, -s], and s = mean(p - onehot) came out 1e-5 on one drawn batch, where float32
+    rounding of its 0.5-sized terms is 1e-8 and so 1e-3 of s. Such a sum has no relative accuracy
+    of its own, so its error is divided by the largest entry of (dW_i, db_i) together, the
+    layer's gradient as one vector (parity does the same for a bias ahead of batch norm).
+    """
+    scales = {r.name: r.scale for r in records}
+    bad = []
+    for r in records:
+        error = r.max_rel_err
+        if r.name.startswith("db") and f"dW{r.name[2:]}" in scales:
+            scale = max(scales[r.name], scales[f"dW{r.name[2:]}"])
+            error = r.max_abs_err / scale if scale else (0.0 if r.max_abs_err == 0 else float("inf"))
+        if not error <= r.tolerance:
+            bad.append(f"{r.name}: {error:.2e} > {r.tolerance:g} {r.note}")
+    return bad
 
 
 def magnitudes(params, X, dout):

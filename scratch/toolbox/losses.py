@@ -1,4 +1,4 @@
-"""Losses by hand, each returning (loss, dloss/dinput) in one call.
+"""Losses by hand beside the core's softmax cross-entropy, each returning (loss, dloss/dinput).
 
 Twin: nn.CrossEntropyLoss, nn.BCELoss, nn.BCEWithLogitsLoss and nn.MSELoss in torchimpl/. Every
 loss is the mean over all elements (torch's default reduction). The element-wise losses refuse
@@ -9,16 +9,14 @@ Notation: N batch, C classes.
 import numpy as np
 
 from common.errors import InputError
+from scratch.mlp import softmax_cross_entropy
 
 # ----------------------------------------------------------------------------- cross-entropy
 
 
-def softmax_cross_entropy(logits, y):
-    """Mean over the batch of -log softmax(z)[y], like nn.CrossEntropyLoss; and its gradient.
-
-    loss_n = logsumexp(z_n) - z_n[y_n], computed after subtracting max(z_n) so that exp never
-    overflows: logits of +-1e4 give a finite loss and gradient.
-    """
+def cross_entropy(logits, y):
+    """The core's softmax cross-entropy (scratch.mlp.softmax_cross_entropy), after checking the
+    labels: an index outside [0, C) would silently pick a wrong entry, or fail deep in NumPy."""
     N, C = logits.shape
     if y.shape != (N,):
         raise InputError(f"labels must have shape ({N},) to match the logits, got {y.shape}")
@@ -26,15 +24,7 @@ def softmax_cross_entropy(logits, y):
         raise InputError(f"labels must be integer class indices, got {y.dtype}")
     if N and (y.min() < 0 or y.max() >= C):
         raise InputError(f"labels must lie in [0, {C}), found {int(y.min() if y.min() < 0 else y.max())}")
-    shifted = logits - logits.max(axis=1, keepdims=True)  # N, C   (max shift: exp <= 1)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # N, C
-    rows = np.arange(N)
-    loss = -log_probs[rows, y].mean()
-    # d/dz of mean CE = (softmax(z) - onehot(y)) / N
-    dlogits = np.exp(log_probs)  # N, C
-    dlogits[rows, y] -= 1
-    dlogits /= N
-    return loss, dlogits
+    return softmax_cross_entropy(logits, y)
 
 
 # ----------------------------------------------------------------------------- binary cross-entropy

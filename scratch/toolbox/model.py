@@ -1,7 +1,8 @@
-"""The network by hand: parameters drawn as nn.Linear draws them, forward with caches, backward.
+"""The configurable network by hand, built on the core (scratch/mlp.py): forward with caches, backward.
 
-Twin: torchimpl/toolbox/model.py (class MLP). Parameters live in a dict {"W1", "b1", "W2", ...}; W_i is
-stored (out, in) like nn.Linear's weight, so copying across is a plain copy. Each hidden layer
+Twin: torchimpl/toolbox/model.py (class MLP). Linear, ReLU and nn.Linear's draw come from the
+core. Parameters live in a dict {"W1", "b1", "W2", ...}; W_i is stored (out, in) like
+nn.Linear's weight, so copying across is a plain copy. Each hidden layer
 is Linear, then BatchNorm (optional), the activation, then Dropout (optional); the last layer is
 Linear alone, with a sigmoid on top only for binary cross-entropy on probabilities.
 Notation: N batch, D in, H hidden, C classes.
@@ -12,12 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.errors import InputError
+from scratch import mlp
 from scratch.toolbox import layers
 
 # ----------------------------------------------------------------------------- architecture
 
 ACTIVATIONS = {  # name -> (forward, backward), nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU
-    "relu": (layers.relu_forward, layers.relu_backward),
+    "relu": (mlp.relu_forward, mlp.relu_backward),
     "tanh": (layers.tanh_forward, layers.tanh_backward),
     "sigmoid": (layers.sigmoid_forward, layers.sigmoid_backward),
     "leaky_relu": (layers.leaky_relu_forward, layers.leaky_relu_backward),
@@ -54,21 +56,14 @@ def check_layer_sizes(layer_sizes):
 
 
 def init_params(layer_sizes, rng, dtype=np.float32, batchnorm=False):
-    """W_i, b_i ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), exactly nn.Linear's distribution.
-
-    nn.Linear calls kaiming_uniform_(a=sqrt(5)): bound = sqrt(2 / (1 + 5)) * sqrt(3 / fan_in)
-    = 1 / sqrt(fan_in); its bias uses the same bound. With batchnorm every hidden layer also
-    gets gamma_i = 1 and beta_i = 0, as nn.BatchNorm1d starts.
-    """
+    """The core's weights and biases (scratch.mlp.init_model: nn.Linear's draw); with batchnorm
+    every hidden layer also gets gamma_i = 1 and beta_i = 0, as nn.BatchNorm1d starts."""
     sizes = check_layer_sizes(layer_sizes)
-    params = {}
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-        bound = 1 / np.sqrt(fan_in)
-        params[f"W{i}"] = rng.uniform(-bound, bound, size=(fan_out, fan_in)).astype(dtype)
-        params[f"b{i}"] = rng.uniform(-bound, bound, size=fan_out).astype(dtype)
-        if batchnorm and i < len(sizes) - 1:
-            params[f"gamma{i}"] = np.ones(fan_out, dtype)
-            params[f"beta{i}"] = np.zeros(fan_out, dtype)
+    core, params = mlp.init_model(sizes, rng, dtype), {}
+    for i in range(1, len(sizes)):
+        params[f"W{i}"], params[f"b{i}"] = core[f"W{i}"], core[f"b{i}"]
+        if batchnorm and i < len(sizes) - 1:  # a hidden layer
+            params[f"gamma{i}"], params[f"beta{i}"] = np.ones(sizes[i], dtype), np.zeros(sizes[i], dtype)
     return params
 
 
@@ -113,7 +108,7 @@ def forward(params, X, arch=Arch(), buffers=None, train=True, masks=None, rng=No
     activation_forward = ACTIVATIONS[arch.activation][0]
     h, caches = X, []  # N, D
     for i in range(1, n_layers + 1):
-        h, cache = layers.linear_forward(h, params[f"W{i}"], params[f"b{i}"])  # N, H_i
+        h, cache = mlp.linear_forward(h, params[f"W{i}"], params[f"b{i}"])  # N, H_i
         caches.append(("linear", i, cache))
         if i == n_layers:
             break
@@ -141,27 +136,18 @@ def forward(params, X, arch=Arch(), buffers=None, train=True, masks=None, rng=No
 
 
 def backward(dout, caches):
-    """Return (grads, dX): grads has the same keys (in the same order) as params; dX = dL/dinput."""
+    """Return (grads, dX): grads has the same keys as params (the last layer's first); dX = dL/dinput."""
     grads, dh = {}, dout  # N, C
     for kind, i, cache in reversed(caches):
         if kind == "linear":
-            dh, grads[f"W{i}"], grads[f"b{i}"] = layers.linear_backward(dh, cache)  # N, H_{i-1}
+            dh, grads[f"W{i}"], grads[f"b{i}"] = mlp.linear_backward(dh, cache)  # N, H_{i-1}
         elif kind == "batchnorm":
             dh, grads[f"gamma{i}"], grads[f"beta{i}"] = layers.batchnorm_backward(dh, cache)  # N, H_i
         elif kind == "dropout":
             dh = layers.dropout_backward(dh, cache)  # N, H_i
         else:  # an activation, or the sigmoid on the output
             dh = ACTIVATIONS[kind][1](dh, cache)  # N, H_i
-    return {name: grads[name] for name in sorted(grads, key=_param_order)}, dh
-
-
-_KINDS = ("W", "b", "gamma", "beta")
-
-
-def _param_order(name):
-    """W1, b1, gamma1, beta1, W2, ...: the order of init_params and of torch's parameters()."""
-    kind = name.rstrip("0123456789")
-    return int(name[len(kind):]), _KINDS.index(kind)
+    return grads, dh
 
 
 # ----------------------------------------------------------------------------- predicting
