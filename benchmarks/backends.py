@@ -20,8 +20,7 @@ import torch
 from torch import nn
 
 from parity.convert import load_params_into, state_dict_to_params
-from scratch.data import iterate_minibatches
-from scratch.mlp import softmax_cross_entropy
+from scratch.mlp import iterate_minibatches, softmax_cross_entropy
 from scratch.toolbox.model import backward, forward, layer_sizes_of
 from scratch.toolbox.optim import SGD
 from torchimpl.data import make_loader

@@ -10,6 +10,7 @@ import sys
 
 from common.errors import InputError
 from common.idx import DEFAULT_DATA_DIR
+from common.layout import ACTIVATION_MODULES, OPTIMIZER_CLASSES
 from common.presets import DATASETS, PRESETS, preset_help, size_text
 
 N_FEATURES, N_CLASSES = 784, 10  # MNIST: 28 x 28 pixels in, ten digits out
@@ -40,8 +41,8 @@ unit_interval = number_type(float, lambda v: 0 <= v < 1, "at least 0 and below 1
 non_negative_float = number_type(float, lambda v: 0 <= v < INF, "a finite number >= 0")
 
 
-ACTIVATIONS = ["relu", "tanh", "sigmoid", "leaky_relu"]
-OPTIMIZERS = ["sgd", "adam", "adamw"]
+ACTIVATIONS = list(ACTIVATION_MODULES)
+OPTIMIZERS = list(OPTIMIZER_CLASSES)
 LOSSES = ["ce", "bce", "bce-logits", "mse"]
 DEFAULT_LR = {"sgd": 0.5, "adam": 1e-3, "adamw": 1e-3}  # SGD: the textbook's; Adam(W): torch's
 DEFAULT_WEIGHT_DECAY = {"sgd": 0.0, "adam": 0.0, "adamw": 1e-2}  # torch's defaults

@@ -1,4 +1,5 @@
-"""Where each scratch array lives in the torch twin's state_dict: names only, no tensors.
+"""The names both twins share: activations and optimizers as torch spells them, and where each
+scratch array lives in the torch twin's state_dict. Names only, no tensors.
 
 torchimpl's MLP.net is an nn.Sequential holding, for every hidden layer, Linear, [BatchNorm1d],
 the activation, [Dropout]; then the last Linear and [Sigmoid]. Modules without tensors still
@@ -7,6 +8,11 @@ take an index, so the keys depend on the options:
     784-128-10, plain:              W1 -> net.0.weight   W2 -> net.2.weight
     784-128-10, batchnorm, dropout: W1 -> net.0.weight   gamma1 -> net.1.weight   W2 -> net.4.weight
 """
+
+# --activation NAME -> the torch.nn module class the torch twin builds (scratch: its own function pair)
+ACTIVATION_MODULES = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "leaky_relu": "LeakyReLU"}
+# --optimizer NAME -> the torch.optim class (scratch.toolbox.optim has a class of the same name)
+OPTIMIZER_CLASSES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 
 
 def torch_names(n_linear, batchnorm=False, dropout=False):

@@ -1,7 +1,7 @@
-"""MNIST for the NumPy twin: IDX files into arrays, dataset checks, shuffled minibatches.
+"""MNIST for the NumPy twin: IDX files into arrays, and dataset checks.
 
-Twin of torchimpl/data.py, which reads the same files with torch.frombuffer (or torchvision)
-and batches them with a DataLoader. Try it:
+Twin of torchimpl/data.py, which reads the same files with torch.frombuffer (or torchvision).
+The minibatches are the core's (scratch/mlp.py: iterate_minibatches). Try it:
     python -c "from scratch.data import load_mnist; X, y = load_mnist(); print(X.shape, y[:10])"
 """
 
@@ -66,19 +66,3 @@ def check_dataset(X, y, n_features, n_classes):
     if y.min() < 0 or y.max() >= n_classes:
         bad = int(y.min() if y.min() < 0 else y.max())
         raise InputError(f"labels must lie in [0, {n_classes}), found {bad}")
-
-
-# ----------------------------------------------------------------------------- minibatches
-
-
-def iterate_minibatches(X, y, batch_size, rng=None):
-    """Yield (X_batch, y_batch) covering every example once, shuffled by `rng` when given.
-
-    The last batch keeps the remainder (like DataLoader's drop_last=False).
-    """
-    if batch_size <= 0:
-        raise InputError(f"batch size must be positive, got {batch_size}")
-    order = rng.permutation(len(X)) if rng is not None else np.arange(len(X))
-    for start in range(0, len(X), batch_size):
-        idx = order[start:start + batch_size]
-        yield X[idx], y[idx]  # B, D and B

@@ -7,6 +7,7 @@ examples (common/presets.py); --save, --load, --plot and --summary handle the mo
 """
 
 import json
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -14,20 +15,20 @@ from pathlib import Path
 import numpy as np
 
 from common import cli, plot, summary
+from common.layout import ACTIVATION_MODULES
 from common.checkpoint import check_writable
 from common.errors import InputError, run_cli
 from common.presets import DATASETS, PRESETS
 from scratch.extras import checkpoint, datasets
-from scratch.data import check_dataset, iterate_minibatches
+from scratch.data import check_dataset
+from scratch.mlp import iterate_minibatches
 from scratch.toolbox.losses import binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse
-from scratch.toolbox.model import Arch, init_buffers, init_params, forward, backward, layer_sizes_of, predict
+from scratch.toolbox.model import Arch, Network, backward, forward, init_buffers, init_params, layer_sizes_of
 from scratch.toolbox.optim import SGD, Adam, AdamW
 from scratch.toolbox.schedules import CosineAnnealingLR
 
-EVAL_BATCH = 1000  # evaluation batch: any size gives the same predictions, this one is fast
 LOSSES = {"ce": cross_entropy, "bce": binary_cross_entropy,
           "bce-logits": binary_cross_entropy_with_logits, "mse": mse}
-ACTIVATION_MODULES = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "leaky_relu": "LeakyReLU"}
 
 # ----------------------------------------------------------------------------- pieces of a run
 
@@ -60,66 +61,71 @@ def check_targets(X, y, n_features, n_outputs):
 # ----------------------------------------------------------------------------- one epoch
 
 
-def train_epoch(params, optimizer, X, y, batch_size, rng, arch=Arch(), buffers=None, loss="ce", epoch=1):
-    """One pass over (X, y) in shuffled minibatches; return the mean training loss per example.
+def train_epoch(model, optimizer, batches, loss="ce", epoch=1):
+    """One pass over the batches (a Network in training mode); the mean training loss per example.
 
     Stops at the first non-finite loss: the weights are already ruined, training on is waste.
     """
-    total, batches = 0.0, iterate_minibatches(X, y, batch_size, rng)
-    for step, (xb, yb) in enumerate(cli.progress(batches, total=-(-len(X) // batch_size), desc="train"), 1):
+    total, n = 0.0, 0
+    for step, (xb, yb) in enumerate(batches, 1):
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported just below
-            out, caches = forward(params, xb, arch, buffers, train=True, rng=rng)  # B, C
+            out, caches = forward(model.params, xb, model.arch, model.buffers, train=True, rng=model.rng)  # B, C
             value, dout = LOSSES[loss](out, loss_targets(loss, yb, out))
         if not np.isfinite(value):
             raise InputError(cli.diverged(epoch, step, value))
         grads, _ = backward(dout, caches)
         optimizer.step(grads)
-        total += float(value) * len(yb)
-    return total / len(X)
+        total, n = total + float(value) * len(yb), n + len(yb)
+    return total / n
 
 
-def evaluate(params, X, y, arch=Arch(), buffers=None, task="classes", loss="ce"):
+def evaluate(model, batches, task="classes", loss="ce"):
     """In evaluation mode: the accuracy (classes: the largest output; binary: the output above
     0.5, or above 0 for bce-logits' logits), or for regression the mean squared error."""
-    if task == "classes":
-        correct = 0
-        for xb, yb in iterate_minibatches(X, y, EVAL_BATCH):
-            correct += int((predict(params, xb, arch, buffers) == yb).sum())
-        return correct / len(X)
-    total, threshold = 0.0, 0.0 if loss == "bce-logits" else 0.5
-    for xb, yb in iterate_minibatches(X, y, EVAL_BATCH):
-        out, _ = forward(params, xb, arch, buffers, train=False)  # B, 1
-        total += float(((out > threshold) == (yb > 0.5)).sum() if task == "binary" else ((out - yb) ** 2).sum())
-    return total / y.size
+    total, n, threshold = 0.0, 0, 0.0 if loss == "bce-logits" else 0.5
+    for xb, yb in batches:
+        out, _ = forward(model.params, xb, model.arch, model.buffers, train=False)  # B, C
+        if task == "classes":
+            total, n = total + int((out.argmax(axis=1) == yb).sum()), n + len(yb)
+        else:
+            hits = ((out > threshold) == (yb > 0.5)).sum() if task == "binary" else ((out - yb) ** 2).sum()
+            total, n = total + float(hits), n + yb.size
+    return total / n
 
 
-def mean_loss(params, X, y, arch=Arch(), buffers=None, loss="ce"):
-    """The loss over (X, y) in evaluation mode, per example: what --epochs 0 reports."""
-    total = 0.0
-    for xb, yb in iterate_minibatches(X, y, EVAL_BATCH):
-        out, _ = forward(params, xb, arch, buffers, train=False)
-        total += float(LOSSES[loss](out, loss_targets(loss, yb, out))[0]) * len(yb)
-    return total / len(X)
+def mean_loss(model, batches, loss="ce"):
+    """The loss over the batches in evaluation mode, per example: what --epochs 0 reports."""
+    total, n = 0.0, 0
+    for xb, yb in batches:
+        out, _ = forward(model.params, xb, model.arch, model.buffers, train=False)
+        total, n = total + float(LOSSES[loss](out, loss_targets(loss, yb, out))[0]) * len(yb), n + len(yb)
+    return total / n
 
 
 # ----------------------------------------------------------------------------- the run
 
 
-def epoch_figures(params, train, test, arch=Arch(), buffers=None, task="classes", loss="ce"):
-    """(train accuracy, test accuracy, test MSE), each None where the task has none."""
+def epoch_figures(model, train, test, task="classes", loss="ce"):
+    """(train accuracy, test accuracy, test MSE) on the (X, y) pairs, each None where the task
+    has none (or there is no test set)."""
+    def score(pair):
+        return evaluate(model, iterate_minibatches(*pair, cli.EVAL_BATCH), task, loss)
+
     if task == "regression":
-        return None, None, evaluate(params, *test, arch, buffers, task, loss)
-    test_acc = None if test is None else evaluate(params, *test, arch, buffers, task, loss)
-    return evaluate(params, *train, arch, buffers, task, loss), test_acc, None
+        return None, None, score(test)
+    return score(train), None if test is None else score(test), None
 
 
-def fit(params, optimizer, train, test, epochs, batch_size, rng, on_epoch=None,
-        arch=Arch(), buffers=None, loss="ce", schedule=None, task="classes", fresh=None):
+def fit(model, optimizer, train, test, epochs, batch_size, rng, on_epoch=None, loss="ce", schedule=None,
+        task="classes", fresh=None):
     """Train for `epochs`, evaluating after each; return the list of per-epoch records.
 
-    fresh(epoch), where given, supplies each epoch's own training rows (train may then be None).
+    rng shuffles the batches; fresh(epoch), where given, supplies each epoch's own training rows
+    (train may then be None).
     """
-    sizes = layer_sizes_of(params)
+    if batch_size <= 0:
+        raise InputError(f"batch size must be positive, got {batch_size}")
+    sizes = layer_sizes_of(model.params)
     check = check_dataset if task == "classes" else check_targets
     for pair in (train, test, fresh(1) if fresh else None):
         if pair is not None:
@@ -127,12 +133,13 @@ def fit(params, optimizer, train, test, epochs, batch_size, rng, on_epoch=None,
     history = []
     for epoch in range(1, epochs + 1):
         X, y = fresh(epoch) if fresh else train
+        batches = cli.progress(iterate_minibatches(X, y, batch_size, rng), math.ceil(len(X) / batch_size), "train")
         start = time.perf_counter()
-        train_loss = train_epoch(params, optimizer, X, y, batch_size, rng, arch, buffers, loss, epoch)
+        train_loss = train_epoch(model, optimizer, batches, loss, epoch)
         seconds = time.perf_counter() - start
         if schedule is not None:
             schedule.step()  # once per epoch, after the optimizer's steps
-        train_acc, test_acc, test_mse = epoch_figures(params, (X, y), test, arch, buffers, task, loss)
+        train_acc, test_acc, test_mse = epoch_figures(model, (X, y), test, task, loss)
         record = cli.epoch_record(epoch, train_loss, train_acc, test_acc, seconds, test_mse)
         history.append(record)
         if on_epoch is not None:
@@ -140,8 +147,9 @@ def fit(params, optimizer, train, test, epochs, batch_size, rng, on_epoch=None,
     return history
 
 
-def summarize(params, arch=Arch(), buffers=None):
+def summarize(model):
     """The --summary table: torch's modules of the same network, counted from scratch's arrays."""
+    params, arch = model.params, model.arch
     rows, index, n = [], 0, sum(name.startswith("W") for name in params)
     for i in range(1, n + 1):
         width = params[f"W{i}"].shape[0]
@@ -159,23 +167,23 @@ def summarize(params, arch=Arch(), buffers=None):
                 index += 1
     if arch.sigmoid_output:
         rows.append((f"net.{index}", "Sigmoid", params[f"W{n}"].shape[0], 0))
-    return summary.format_summary(rows, sum(np.size(v) for v in (buffers or {}).values()))
+    return summary.format_summary(rows, sum(np.size(v) for v in model.buffers.values()))
 
 
-def run_probe(args, params, arch, buffers):
+def run_probe(args, model):
     """The preset's closing question: reload the model where the chapter does, then print the
     outputs for the probe's inputs."""
-    probe = PRESETS[args.preset].probe
+    probe, dtype = PRESETS[args.preset].probe, model.params["W1"].dtype
     if probe.reload:
         with tempfile.TemporaryDirectory() as folder:
             path = args.save or str(Path(folder) / "model.npz")
             if not args.save:
-                checkpoint.save(path, params, buffers, arch)
-            fresh = init_params(layer_sizes_of(params), np.random.default_rng(0), params["W1"].dtype,
-                                batchnorm=arch.batchnorm)
-            params, buffers = fresh, init_buffers(fresh)
-            checkpoint.load(path, params, buffers, arch)
-    out, _ = forward(params, datasets.probe_inputs(args.preset, params["W1"].dtype), arch, buffers, train=False)
+                checkpoint.save(path, model)
+            params = init_params(layer_sizes_of(model.params), np.random.default_rng(0), dtype,
+                                 batchnorm=model.arch.batchnorm)
+            model = Network(params, model.arch, init_buffers(params))
+            checkpoint.load(path, model)
+    out, _ = forward(model.params, datasets.probe_inputs(args.preset, dtype), model.arch, model.buffers, train=False)
     if args.loss == "bce-logits":  # the model gives logits: the probability is their sigmoid
         out = 1 / (1 + np.exp(-out))
     for value in out[:, 0]:
@@ -186,14 +194,14 @@ def run_probe(args, params, arch, buffers):
 def main(argv=None):
     args = cli.parse_args(cli.build_parser("python -m scratch.train", __doc__.splitlines()[0]), argv)
     dtype, task = np.dtype(args.dtype), DATASETS[args.data].task
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(args.seed)  # draws the weights, then the shuffles and dropout masks
     arch = Arch(args.activation, args.batchnorm, args.dropout, sigmoid_output=args.loss == "bce")
     params = init_params(cli.layer_sizes(args), rng, dtype, batchnorm=args.batchnorm)
-    buffers = init_buffers(params)
+    model = Network(params, arch, init_buffers(params), rng)
     if args.load:
-        checkpoint.load(args.load, params, buffers, arch)
+        checkpoint.load(args.load, model)
     if args.summary:
-        print(summarize(params, arch, buffers))
+        print(summarize(model))
         return 0
     for path in (args.save, args.plot):
         if path:
@@ -201,7 +209,8 @@ def main(argv=None):
     if args.plot:
         plot.require_matplotlib()
     data = datasets.load(args.data, args.seed, dtype, args.data_dir, args.limit)
-    optimizer = make_optimizer(args.optimizer, params, args.lr, args.momentum, args.nesterov, args.weight_decay)
+    optimizer = make_optimizer(args.optimizer, params, args.lr, momentum=args.momentum, nesterov=args.nesterov,
+                               weight_decay=args.weight_decay)
     schedule = CosineAnnealingLR(optimizer, T_max=args.epochs) if args.schedule == "cosine" and args.epochs else None
     train = data.train or data.fresh(1)
     header = cli.describe_run("scratch", args, len(train[0]), 0 if data.test is None else len(data.test[0]))
@@ -212,19 +221,19 @@ def main(argv=None):
         if cli.should_print(record["epoch"], args.epochs, args.print_every):
             cli.report_epoch(record, args.epochs, args.json)
 
-    history = fit(params, optimizer, data.train, data.test, args.epochs, args.batch_size, rng, report,
-                  arch, buffers, args.loss, schedule, task, data.fresh)
+    history = fit(model, optimizer, data.train, data.test, args.epochs, args.batch_size, rng, on_epoch=report,
+                  loss=args.loss, schedule=schedule, task=task, fresh=data.fresh)
     if args.epochs == 0:  # evaluate only: the loaded (or freshly drawn) model
-        train_acc, test_acc, test_mse = epoch_figures(params, train, data.test, arch, buffers, task, args.loss)
-        loss = mean_loss(params, *train, arch, buffers, args.loss)
+        train_acc, test_acc, test_mse = epoch_figures(model, train, data.test, task, args.loss)
+        loss = mean_loss(model, iterate_minibatches(*train, cli.EVAL_BATCH), args.loss)
         history = [cli.epoch_record(0, loss, train_acc, test_acc, 0.0, test_mse)]
         cli.report_epoch(history[0], 0, args.json)
     if args.save:
-        checkpoint.save(args.save, params, buffers, arch)
+        checkpoint.save(args.save, model)
         if not args.json:
             print(f"saved the model to {args.save}", flush=True)
     if args.preset and PRESETS[args.preset].probe:
-        run_probe(args, params, arch, buffers)
+        run_probe(args, model)
     if args.plot:
         plot.plot_history({"scratch": history}, args.plot, header)
     return 0

@@ -12,13 +12,13 @@ import statistics
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
+import scratch.mlp
 import scratch.train
+import torchimpl.mlp
 import torchimpl.train
 from scratch.data import load_mnist
-from scratch.toolbox.model import init_params
-from scratch.toolbox.optim import SGD
-from torchimpl.toolbox.model import MLP
 
 SIZES, SEEDS = [784, 128, 64, 10], range(10)
 
@@ -29,19 +29,22 @@ def mnist():
 
 
 def one_epoch_scratch(mnist, seed):
+    """The core's recipe, as python -m scratch.mlp runs it, for one epoch."""
+    (X, y), (X_test, y_test) = mnist
     rng = np.random.default_rng(seed)
-    params = init_params(SIZES, rng)
-    return scratch.train.fit(params, SGD(params, lr=0.5), *mnist, 1, 64, rng)[-1]["test_acc"]
+    model = scratch.mlp.init_model(SIZES, rng)
+    scratch.mlp.train_epoch(model, scratch.mlp.SGD(model, lr=0.5), scratch.mlp.iterate_minibatches(X, y, 64, rng))
+    return scratch.mlp.evaluate(model, scratch.mlp.iterate_minibatches(X_test, y_test, 1000))
 
 
 def one_epoch_torch(mnist, seed):
+    """The core's recipe, as python -m torchimpl.mlp runs it, for one epoch."""
+    (X, y), (X_test, y_test) = [(torch.from_numpy(X_), torch.from_numpy(y_)) for X_, y_ in mnist]
     torch.manual_seed(seed)
-    model = MLP(SIZES)
-    (X, y), (X_test, y_test) = mnist
-    train, test = (torch.from_numpy(X), torch.from_numpy(y)), (torch.from_numpy(X_test), torch.from_numpy(y_test))
-    history = torchimpl.train.fit(model, torch.optim.SGD(model.parameters(), lr=0.5), train, test, 1, 64,
-                                  torch.Generator().manual_seed(seed), torch.device("cpu"))
-    return history[-1]["test_acc"]
+    model = torchimpl.mlp.init_model(SIZES)
+    loader = DataLoader(TensorDataset(X, y), 64, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    torchimpl.mlp.train_epoch(model, torch.optim.SGD(model.parameters(), lr=0.5), loader)
+    return torchimpl.mlp.evaluate(model, DataLoader(TensorDataset(X_test, y_test), 1000))
 
 
 @pytest.mark.parametrize("one_epoch", [one_epoch_scratch, one_epoch_torch], ids=["scratch", "torchimpl"])

@@ -18,7 +18,7 @@ import torchimpl.train
 from common.errors import InputError
 from scratch.extras import checkpoint as scratch_ckpt
 from scratch.data import load_mnist
-from scratch.toolbox.model import Arch, forward, init_buffers, init_params, predict
+from scratch.toolbox.model import Arch, Network, forward, init_buffers, init_params, predict
 from scratch.toolbox.optim import SGD
 from torchimpl.extras import checkpoint as torch_ckpt
 from torchimpl.toolbox.model import MLP
@@ -38,6 +38,11 @@ def mnist():
 def scratch_model(sizes=SIZES, dtype=np.float32, batchnorm=False, seed=0):
     params = init_params(sizes, np.random.default_rng(seed), dtype, batchnorm=batchnorm)
     return params, init_buffers(params)
+
+
+def network(params, buffers, arch=Arch()):
+    """A scratch Network around arrays the test goes on reading."""
+    return Network(params, arch, buffers)
 
 
 def torch_model(sizes=SIZES, dtype=torch.float32, **options):
@@ -119,7 +124,7 @@ def test_torch_file_into_scratch_and_npz_into_torch_give_the_same_outputs(dtype,
     torch_ckpt.save(tmp_path / "m.pt", model)
     params, buffers = scratch_model([6, 5, 4, 3], np.dtype(dtype), batchnorm=True)
     arch = Arch("relu", batchnorm=True, dropout=0.1)
-    scratch_ckpt.load(tmp_path / "m.pt", params, buffers, arch)
+    scratch_ckpt.load(tmp_path / "m.pt", network(params, buffers, arch))
     x = np.random.default_rng(2).standard_normal((9, 6)).astype(dtype)
     ours, _ = forward(params, x, arch, buffers, train=False)
     with torch.no_grad():
@@ -127,7 +132,7 @@ def test_torch_file_into_scratch_and_npz_into_torch_give_the_same_outputs(dtype,
     assert np.allclose(ours, theirs, rtol=0, atol=1e-6 if dtype == "float32" else 1e-14)
     assert buffers["num_batches_tracked1"] == 3 and isinstance(buffers["num_batches_tracked1"], int)
 
-    scratch_ckpt.save(tmp_path / "s.npz", params, buffers, arch)
+    scratch_ckpt.save(tmp_path / "s.npz", network(params, buffers, arch))
     back = torch_model([6, 5, 4, 3], getattr(torch, dtype), batchnorm=True).eval()  # no dropout: same tensors
     torch_ckpt.load(tmp_path / "s.npz", back)
     for key, value in back.state_dict().items():
@@ -145,7 +150,7 @@ def test_a_bare_sequential_state_dict_as_the_chapters_save_it_loads_on_both(tmp_
     chapter = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1), nn.Sigmoid())
     torch.save(chapter.state_dict(), tmp_path / "mlp_student.pth")
     params, buffers = scratch_model([2, 4, 1])
-    scratch_ckpt.load(tmp_path / "mlp_student.pth", params, buffers, Arch(sigmoid_output=True))
+    scratch_ckpt.load(tmp_path / "mlp_student.pth", network(params, buffers, Arch(sigmoid_output=True)))
     model = torch_model([2, 4, 1], sigmoid_output=True)
     torch_ckpt.load(tmp_path / "mlp_student.pth", model)
     assert np.array_equal(params["W2"], chapter[2].weight.detach().numpy())
@@ -159,8 +164,8 @@ def test_a_model_trained_on_one_twin_predicts_the_same_classes_on_the_other(dtyp
     # scratch trains and saves; torch loads and predicts
     rng = np.random.default_rng(0)
     params = init_params(SIZES, rng, np.dtype(dtype))
-    scratch.train.fit(params, SGD(params, lr=0.5), (X, y), (X_test, y_test), 1, 64, rng)
-    scratch_ckpt.save(tmp_path / "s.npz", params, {}, Arch())
+    scratch.train.fit(Network(params, rng=rng), SGD(params, lr=0.5), (X, y), (X_test, y_test), 1, 64, rng)
+    scratch_ckpt.save(tmp_path / "s.npz", Network(params))
     model = torch_model(SIZES, getattr(torch, dtype)).eval()
     torch_ckpt.load(tmp_path / "s.npz", model)
     with torch.no_grad():
@@ -171,10 +176,10 @@ def test_a_model_trained_on_one_twin_predicts_the_same_classes_on_the_other(dtyp
     train = torch.from_numpy(X), torch.from_numpy(y)
     torchimpl.train.fit(other, torch.optim.SGD(other.parameters(), lr=0.5), train,
                         (torch.from_numpy(X_test), torch.from_numpy(y_test)), 1, 64,
-                        torch.Generator().manual_seed(0), torch.device("cpu"))
+                        torch.Generator().manual_seed(0))
     torch_ckpt.save(tmp_path / "t.pt", other)
     params, buffers = scratch_model(SIZES, np.dtype(dtype), seed=5)
-    scratch_ckpt.load(tmp_path / "t.pt", params, buffers, Arch())
+    scratch_ckpt.load(tmp_path / "t.pt", network(params, buffers, Arch()))
     with torch.no_grad():
         expected = other.eval()(torch.from_numpy(X_test)).argmax(dim=1).numpy()
     assert np.array_equal(predict(params, X_test), expected)
@@ -237,7 +242,7 @@ def test_an_interrupted_save_leaves_the_target_as_it_was(twin, existing, tmp_pat
         target.write_bytes(b"the previous model")
     if twin == "scratch":
         monkeypatch.setattr(np, "savez", half_then_fail)
-        save = lambda: scratch_ckpt.save(target, *scratch_model([4, 3, 2]), Arch())  # noqa: E731
+        save = lambda: scratch_ckpt.save(target, network(*scratch_model([4, 3, 2]), Arch()))  # noqa: E731
     else:
         monkeypatch.setattr(torch, "save", lambda obj, f, *args, **kwargs: half_then_fail(f))
         save = lambda: torch_ckpt.save(target, torch_model([4, 3, 2]))  # noqa: E731
@@ -255,7 +260,7 @@ def test_an_interrupt_from_the_keyboard_is_cleaned_up_too(tmp_path, monkeypatch)
 
     monkeypatch.setattr(np, "savez", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        scratch_ckpt.save(tmp_path / "m.npz", *scratch_model([4, 3, 2]))
+        scratch_ckpt.save(tmp_path / "m.npz", network(*scratch_model([4, 3, 2])))
     assert os.listdir(tmp_path) == []
 
 
@@ -263,7 +268,7 @@ def test_a_save_replaces_an_older_file_whole(tmp_path):
     target = tmp_path / "m.npz"
     target.write_bytes(b"old")
     params, buffers = scratch_model([4, 3, 2])
-    scratch_ckpt.save(target, params, buffers, Arch())
+    scratch_ckpt.save(target, network(params, buffers, Arch()))
     arrays, record = scratch_ckpt.read(target)
     assert list(arrays) == ["W1", "b1", "W2", "b2"] and record["layer_sizes"] == [4, 3, 2]
     assert os.listdir(tmp_path) == ["m.npz"]
@@ -283,7 +288,7 @@ def both_loads(path, sizes=SIZES, batchnorm=False, activation="relu"):
     messages = []
     params, buffers = scratch_model(sizes, batchnorm=batchnorm)
     with pytest.raises(InputError) as err:
-        scratch_ckpt.load(path, params, buffers, Arch(activation, batchnorm))
+        scratch_ckpt.load(path, network(params, buffers, Arch(activation, batchnorm)))
     messages.append(str(err.value))
     with pytest.raises(InputError) as err:
         torch_ckpt.load(path, torch_model(sizes, activation=activation, batchnorm=batchnorm))
@@ -302,7 +307,7 @@ def test_a_file_for_another_architecture_names_the_first_tensor_that_differs(sav
                                                                              message, tmp_path):
     path = tmp_path / "m.bin"
     if saved_by == "scratch":
-        scratch_ckpt.save(path, *scratch_model(SIZES), Arch())
+        scratch_ckpt.save(path, network(*scratch_model(SIZES), Arch()))
     else:
         torch_ckpt.save(path, torch_model(SIZES))
     messages = both_loads(path, sizes, batchnorm)
@@ -311,14 +316,14 @@ def test_a_file_for_another_architecture_names_the_first_tensor_that_differs(sav
 
 
 def test_a_file_with_batch_norm_into_a_plain_model_names_the_extra_tensor(tmp_path):
-    scratch_ckpt.save(tmp_path / "bn.npz", *scratch_model(SIZES, batchnorm=True), Arch(batchnorm=True))
+    scratch_ckpt.save(tmp_path / "bn.npz", network(*scratch_model(SIZES, batchnorm=True), Arch(batchnorm=True)))
     messages = both_loads(tmp_path / "bn.npz")
     assert messages[0] == messages[1]
     assert "the file holds tensor gamma1 (32,), which the model has no place for" in messages[0]
 
 
 def test_a_file_trained_with_another_activation_is_refused(tmp_path):
-    scratch_ckpt.save(tmp_path / "tanh.npz", *scratch_model(SIZES), Arch("tanh"))
+    scratch_ckpt.save(tmp_path / "tanh.npz", network(*scratch_model(SIZES), Arch("tanh")))
     messages = both_loads(tmp_path / "tanh.npz")
     assert all("was trained with tanh activations but the model uses relu: pass --activation tanh" in m
                for m in messages)

@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import scratch.data as sd
+import scratch.train
+from scratch import mlp
 import torchimpl.data as td
 from common.errors import InputError
 from common.idx import DEFAULT_DATA_DIR, FILES, IMAGE_MAGIC, LABEL_MAGIC
@@ -76,7 +78,7 @@ def test_read_idx_returns_the_header_dimensions_as_uint8(twin):
 @given(n=st.integers(1, 300), batch_size=st.integers(1, 70), seed=st.integers(0, 2**32 - 1))
 def test_minibatches_cover_every_example_exactly_once(n, batch_size, seed):
     X, y = np.arange(n, dtype=np.float32)[:, None], np.arange(n)
-    batches = list(sd.iterate_minibatches(X, y, batch_size, np.random.default_rng(seed)))
+    batches = list(mlp.iterate_minibatches(X, y, batch_size, np.random.default_rng(seed)))
     seen = np.concatenate([yb for _, yb in batches])
     assert np.array_equal(np.sort(seen), y)
     assert [len(yb) for _, yb in batches[:-1]] == [batch_size] * (len(batches) - 1)
@@ -86,7 +88,7 @@ def test_minibatches_cover_every_example_exactly_once(n, batch_size, seed):
 
 def test_minibatches_are_shuffled_reproducibly_and_differently_each_epoch():
     X, y = np.zeros((100, 1), np.float32), np.arange(100)
-    order = lambda rng: np.concatenate([yb for _, yb in sd.iterate_minibatches(X, y, 10, rng)])
+    order = lambda rng: np.concatenate([yb for _, yb in mlp.iterate_minibatches(X, y, 10, rng)])
     rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
     first, again = order(rng_a), order(rng_b)
     assert np.array_equal(first, again) and not np.array_equal(first, y)
@@ -103,7 +105,7 @@ def test_loader_keeps_the_last_partial_batch():
 def test_batch_size_must_be_positive(bad):
     X, y = np.zeros((4, 784), np.float32), np.zeros(4, np.int64)
     with pytest.raises(InputError, match="batch size must be positive"):
-        next(sd.iterate_minibatches(X, y, bad))
+        scratch.train.fit(None, None, (X, y), None, 1, bad, np.random.default_rng(0))
     with pytest.raises(InputError, match="batch size must be positive"):
         td.make_loader(torch.from_numpy(X), torch.from_numpy(y), bad)
 

@@ -39,7 +39,7 @@ def test_json_mode_prints_one_object_per_epoch_with_the_documented_keys(module):
     assert all(set(r) == {"epoch", "train_loss", "train_acc", "test_acc", "seconds"} for r in records)
 
 
-@pytest.mark.parametrize("module", PROGRAMS)
+@pytest.mark.parametrize("module", PROGRAMS + ["scratch.mlp", "torchimpl.mlp"])
 @pytest.mark.parametrize("args, message", [
     (["--batch-size", "0"], "argument --batch-size: must be a positive whole number, got 0"),
     (["--hidden", "128", "-5"], "argument --hidden: must be a positive whole number, got -5"),

@@ -23,7 +23,6 @@ from torchimpl.extras import checkpoint, datasets
 from torchimpl.data import check_dataset, make_loader
 from torchimpl.toolbox.model import MLP
 
-EVAL_BATCH = 1000  # evaluation batch: any size gives the same predictions, this one is fast
 LOSSES = {"ce": nn.CrossEntropyLoss, "bce": nn.BCELoss, "bce-logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss}
 
 # ----------------------------------------------------------------------------- pieces of a run
@@ -64,89 +63,93 @@ def check_targets(X, y, n_features, n_outputs):
 # ----------------------------------------------------------------------------- one epoch
 
 
-def train_epoch(model, loader, optimizer, loss_fn, device, loss="ce", epoch=1):
-    """One pass over the loader; return the mean training loss per example.
+def train_epoch(model, optimizer, batches, loss="ce", epoch=1):
+    """One pass over the batches (a DataLoader) in training mode; the mean training loss per example.
 
     Stops at the first non-finite loss: the weights are already ruined, training on is waste.
     """
     model.train()
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    for step, (xb, yb) in enumerate(cli.progress(loader, total=len(loader), desc="train"), 1):
+    device, loss_fn = next(model.parameters()).device, LOSSES[loss]()
+    total, n = torch.zeros((), dtype=torch.float64, device=device), 0
+    for step, (xb, yb) in enumerate(batches, 1):
         xb, yb = xb.to(device), yb.to(device)
         optimizer.zero_grad()
-        out = model(xb)
+        out = model(xb)  # B, C
         value = loss_fn(out, loss_targets(loss, yb, out))
         if not torch.isfinite(value):
             raise InputError(cli.diverged(epoch, step, value.item()))
         value.backward()
         optimizer.step()
-        total += value.detach() * len(yb)
-    return total.item() / len(loader.dataset)
+        total, n = total + value.detach() * len(yb), n + len(yb)
+    return total.item() / n
 
 
 @torch.no_grad()
-def evaluate(model, loader, device, task="classes", loss="ce"):
+def evaluate(model, batches, task="classes", loss="ce"):
     """In evaluation mode: the accuracy (classes: the largest output; binary: the output above
     0.5, or above 0 for bce-logits' logits), or for regression the mean squared error."""
     model.eval()
-    total, threshold = 0.0, 0.0 if loss == "bce-logits" else 0.5
-    for xb, yb in loader:
+    device = next(model.parameters()).device
+    total, n, threshold = 0.0, 0, 0.0 if loss == "bce-logits" else 0.5
+    for xb, yb in batches:
         xb, yb = xb.to(device), yb.to(device)
         out = model(xb)  # B, C
         if task == "classes":
-            total += (out.argmax(dim=1) == yb).sum().item()
+            total, n = total + (out.argmax(dim=1) == yb).sum().item(), n + len(yb)
         else:
-            total += (((out > threshold) == (yb > 0.5)).sum() if task == "binary" else ((out - yb) ** 2).sum()).item()
-    return total / (len(loader.dataset) if task == "classes" else loader.dataset.tensors[1].numel())
+            hits = ((out > threshold) == (yb > 0.5)).sum() if task == "binary" else ((out - yb) ** 2).sum()
+            total, n = total + hits.item(), n + yb.numel()
+    return total / n
 
 
 @torch.no_grad()
-def mean_loss(model, loader, device, loss="ce"):
-    """The loss over the loader's data in evaluation mode, per example: what --epochs 0 reports."""
+def mean_loss(model, batches, loss="ce"):
+    """The loss over the batches in evaluation mode, per example: what --epochs 0 reports."""
     model.eval()
-    total, loss_fn = 0.0, LOSSES[loss]()
-    for xb, yb in loader:
+    device, loss_fn = next(model.parameters()).device, LOSSES[loss]()
+    total, n = 0.0, 0
+    for xb, yb in batches:
         xb, yb = xb.to(device), yb.to(device)
         out = model(xb)
-        total += loss_fn(out, loss_targets(loss, yb, out)).item() * len(yb)
-    return total / len(loader.dataset)
+        total, n = total + loss_fn(out, loss_targets(loss, yb, out)).item() * len(yb), n + len(yb)
+    return total / n
 
 
 # ----------------------------------------------------------------------------- the run
 
 
-def epoch_figures(model, train_eval, test_eval, device, task="classes", loss="ce"):
-    """(train accuracy, test accuracy, test MSE), each None where the task has none."""
+def epoch_figures(model, train, test, task="classes", loss="ce"):
+    """(train accuracy, test accuracy, test MSE) on the (X, y) pairs, each None where the task
+    has none (or there is no test set)."""
+    def score(pair):
+        return evaluate(model, make_loader(*pair, cli.EVAL_BATCH), task, loss)
+
     if task == "regression":
-        return None, None, evaluate(model, test_eval, device, task, loss)
-    test_acc = None if test_eval is None else evaluate(model, test_eval, device, task, loss)
-    return evaluate(model, train_eval, device, task, loss), test_acc, None
+        return None, None, score(test)
+    return score(train), None if test is None else score(test), None
 
 
-def fit(model, optimizer, train, test, epochs, batch_size, generator, device, on_epoch=None,
-        loss="ce", schedule=None, task="classes", fresh=None):
+def fit(model, optimizer, train, test, epochs, batch_size, rng, on_epoch=None, loss="ce", schedule=None,
+        task="classes", fresh=None):
     """Train for `epochs`, evaluating after each; return the list of per-epoch records.
 
-    fresh(epoch), where given, supplies each epoch's own training rows (train may then be None).
+    rng (a torch.Generator) shuffles the batches; fresh(epoch), where given, supplies each
+    epoch's own training rows (train may then be None).
     """
     check = check_dataset if task == "classes" else check_targets
     for pair in (train, test, fresh(1) if fresh else None):
         if pair is not None:
             check(*pair, model.layer_sizes[0], model.layer_sizes[-1])
-    loss_fn = LOSSES[loss]()
-    test_eval = None if test is None else make_loader(*test, EVAL_BATCH)
-    if train is not None:
-        train_loader, train_eval = make_loader(*train, batch_size, generator), make_loader(*train, EVAL_BATCH)
     history = []
     for epoch in range(1, epochs + 1):
-        if fresh is not None:
-            train_loader, train_eval = make_loader(*fresh(epoch), batch_size, generator), None
+        X, y = fresh(epoch) if fresh else train
+        loader = make_loader(X, y, batch_size, rng)
         start = time.perf_counter()
-        train_loss = train_epoch(model, train_loader, optimizer, loss_fn, device, loss, epoch)
+        train_loss = train_epoch(model, optimizer, cli.progress(loader, len(loader), "train"), loss, epoch)
         seconds = time.perf_counter() - start
         if schedule is not None:
             schedule.step()  # once per epoch, after the optimizer's steps
-        train_acc, test_acc, test_mse = epoch_figures(model, train_eval, test_eval, device, task, loss)
+        train_acc, test_acc, test_mse = epoch_figures(model, (X, y), test, task, loss)
         record = cli.epoch_record(epoch, train_loss, train_acc, test_acc, seconds, test_mse)
         history.append(record)
         if on_epoch is not None:
@@ -163,21 +166,21 @@ def summarize(model):
     return summary.format_summary(rows, sum(b.numel() for b in model.buffers()))
 
 
-def run_probe(args, model, device, dtype):
+def run_probe(args, model):
     """The preset's closing question: reload the model where the chapter does, then print the
     outputs for the probe's inputs."""
-    probe = PRESETS[args.preset].probe
+    probe, weight = PRESETS[args.preset].probe, next(model.parameters())
     if probe.reload:
         with tempfile.TemporaryDirectory() as folder:
             path = args.save or str(Path(folder) / "model.pt")
             if not args.save:
                 checkpoint.save(path, model)
             model = MLP(model.layer_sizes, args.activation, args.batchnorm, args.dropout,
-                        sigmoid_output=args.loss == "bce").to(device=device, dtype=dtype)
+                        sigmoid_output=args.loss == "bce").to(device=weight.device, dtype=weight.dtype)
             checkpoint.load(path, model)
     model.eval()
     with torch.no_grad():
-        out = model(datasets.probe_inputs(args.preset, dtype).to(device))
+        out = model(datasets.probe_inputs(args.preset, weight.dtype).to(weight.device))
     if args.loss == "bce-logits":  # the model gives logits: the probability is their sigmoid
         out = torch.sigmoid(out)
     for value in out[:, 0].tolist():
@@ -220,8 +223,8 @@ def main(argv=None):
     if args.plot:
         plot.require_matplotlib()
     data = datasets.load(args.data, args.seed, dtype, args.data_dir, args.limit)
-    optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum, args.nesterov,
-                               args.weight_decay)
+    optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, momentum=args.momentum,
+                               nesterov=args.nesterov, weight_decay=args.weight_decay)
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
                 if args.schedule == "cosine" and args.epochs else None)
     generator = torch.Generator().manual_seed(args.seed)
@@ -235,13 +238,11 @@ def main(argv=None):
         if cli.should_print(record["epoch"], args.epochs, args.print_every):
             cli.report_epoch(record, args.epochs, args.json)
 
-    history = fit(model, optimizer, data.train, data.test, args.epochs, args.batch_size, generator, device,
-                  report, args.loss, schedule, task, data.fresh)
+    history = fit(model, optimizer, data.train, data.test, args.epochs, args.batch_size, generator,
+                  on_epoch=report, loss=args.loss, schedule=schedule, task=task, fresh=data.fresh)
     if args.epochs == 0:  # evaluate only: the loaded (or freshly drawn) model
-        train_eval = make_loader(*train, EVAL_BATCH)
-        test_eval = None if data.test is None else make_loader(*data.test, EVAL_BATCH)
-        train_acc, test_acc, test_mse = epoch_figures(model, train_eval, test_eval, device, task, args.loss)
-        loss = mean_loss(model, train_eval, device, args.loss)
+        train_acc, test_acc, test_mse = epoch_figures(model, train, data.test, task, args.loss)
+        loss = mean_loss(model, make_loader(*train, cli.EVAL_BATCH), args.loss)
         history = [cli.epoch_record(0, loss, train_acc, test_acc, 0.0, test_mse)]
         cli.report_epoch(history[0], 0, args.json)
     if args.save:
@@ -249,7 +250,7 @@ def main(argv=None):
         if not args.json:
             print(f"saved the model to {args.save}", flush=True)
     if args.preset and PRESETS[args.preset].probe:
-        run_probe(args, model, device, dtype)
+        run_probe(args, model)
     if args.plot:
         plot.plot_history({"torchimpl": history}, args.plot, header)
     return 0

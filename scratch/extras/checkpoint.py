@@ -158,36 +158,34 @@ def _layout(params, arch=None):
     return torch_names(n_linear, batchnorm="gamma1" in params, dropout=arch is not None and arch.dropout > 0)
 
 
-def save(path, params, buffers=None, arch=None):
-    """Write params and batch norm buffers to `path` as .npz (whatever its name), atomically.
-
-    arch: the scratch.toolbox.model.Arch the model was built with, for the record.
-    """
-    values = {**params, **(buffers or {})}
+def save(path, model):
+    """Write a Network's params and batch norm buffers to `path` as .npz (whatever its name),
+    atomically, with a record of its architecture (model.arch)."""
+    params, arch = model.params, model.arch
+    values = {**params, **model.buffers}
     arrays = {name: np.asarray(values[name]) for name in _layout(params) if name in values}
     sizes = [params["W1"].shape[1]] + [params[n].shape[0] for n in params if n.startswith("W")]
-    if arch is not None:
-        record = files.arch_record(sizes, arch.activation, arch.batchnorm, arch.dropout,
-                                   arch.sigmoid_output, str(params["W1"].dtype))
-        arrays[files.ARCH_KEY] = np.array(files.dumps(record))
+    record = files.arch_record(sizes, arch.activation, arch.batchnorm, arch.dropout,
+                               arch.sigmoid_output, str(params["W1"].dtype))
+    arrays[files.ARCH_KEY] = np.array(files.dumps(record))
     files.atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load(path, params, buffers=None, arch=None):
-    """Copy the model in `path` (either twin's format) into params and buffers, in place.
+def load(path, model):
+    """Copy the model in `path` (either twin's format) into a Network's params and buffers, in place.
 
     Every name and shape is checked before anything is copied: a file made for another
     architecture raises InputError naming the first tensor that differs. Values are cast to
-    the arrays' dtype. arch, where given, is checked against the .npz's record.
+    the arrays' dtype. model.arch is checked against the .npz's record.
     """
+    params, buffers, arch = model.params, model.buffers, model.arch
     arrays, record = read(path)
     keys = _layout(params, arch)
-    targets = {**params, **(buffers or {})}
+    targets = {**params, **buffers}
     expected = [(name, np.shape(targets[name])) for name in keys if name in targets]
     files.check_tensors(expected, [(name, a.shape) for name, a in arrays.items()], path,
                         lambda name: keys.get(name, "?"))
-    if arch is not None:
-        files.check_arch(record, arch.activation, arch.sigmoid_output, path)
+    files.check_arch(record, arch.activation, arch.sigmoid_output, path)
     for name, _ in expected:
         if name in params:
             params[name][...] = arrays[name]

@@ -15,8 +15,10 @@ still fits, predicts and scores. Try it:
 import numpy as np
 
 from common import estimator as base
-from scratch.toolbox.model import Arch, forward, init_buffers, init_params
-from scratch.train import EVAL_BATCH, make_optimizer, train_epoch
+from common.cli import EVAL_BATCH
+from scratch.mlp import iterate_minibatches
+from scratch.toolbox.model import Arch, Network, forward, init_buffers, init_params
+from scratch.train import make_optimizer, train_epoch
 
 # ----------------------------------------------------------------------------- the estimator
 
@@ -60,10 +62,10 @@ class MLPClassifier(base.ClassifierMixin, base.BaseEstimator):
         self.params_ = init_params(sizes, rng, X.dtype, batchnorm=bool(self.batchnorm))
         self.buffers_ = init_buffers(self.params_)
         optimizer = make_optimizer(self.optimizer, self.params_, self.lr, weight_decay=self.weight_decay)
+        model, labels = Network(self.params_, self.arch_, self.buffers_, rng), labels.astype(np.int64)
         self.loss_curve_ = []
         for epoch in range(1, self.epochs + 1):
-            loss = train_epoch(self.params_, optimizer, X, labels.astype(np.int64), self.batch_size, rng,
-                               self.arch_, self.buffers_, "ce", epoch)
+            loss = train_epoch(model, optimizer, iterate_minibatches(X, labels, self.batch_size, rng), "ce", epoch)
             self.loss_curve_.append(loss)
             if self.verbose:
                 print(f"epoch {epoch}/{self.epochs}  train loss {loss:.4f}", flush=True)

@@ -8,7 +8,7 @@ Linear alone, with a sigmoid on top only for binary cross-entropy on probabiliti
 Notation: N batch, D in, H hidden, C classes.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -148,6 +148,21 @@ def backward(dout, caches):
         else:  # an activation, or the sigmoid on the output
             dh = ACTIVATIONS[kind][1](dh, cache)  # N, H_i
     return grads, dh
+
+
+# ----------------------------------------------------------------------------- the network as one object
+
+
+@dataclass
+class Network:
+    """The parameters, the wiring and batch norm's buffers in one object, as torch's MLP module
+    holds them: what scratch/train.py and the model files pass around as `model`. rng draws the
+    dropout masks in training (nn.Dropout draws from torch's global generator)."""
+
+    params: dict
+    arch: Arch = Arch()
+    buffers: dict = field(default_factory=dict)
+    rng: np.random.Generator | None = None
 
 
 # ----------------------------------------------------------------------------- predicting

@@ -18,7 +18,7 @@ import torch
 
 from common import checkpoint as files
 from common.errors import InputError
-from common.layout import scratch_names
+from common.layout import ACTIVATION_MODULES, scratch_names
 
 # ----------------------------------------------------------------------------- reading files
 
@@ -89,7 +89,7 @@ def load(path, model):
     return record
 
 
-_ACTIVATION_NAMES = {"ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "LeakyReLU": "leaky_relu"}
+_ACTIVATION_NAMES = {module: name for name, module in ACTIVATION_MODULES.items()}  # ReLU -> relu
 
 
 def _activation(model):

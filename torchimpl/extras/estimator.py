@@ -15,12 +15,12 @@ still fits, predicts and scores. Try it:
 
 import numpy as np
 import torch
-from torch import nn
 
 from common import estimator as base
+from common.cli import EVAL_BATCH
 from torchimpl.data import make_loader
 from torchimpl.toolbox.model import MLP
-from torchimpl.train import EVAL_BATCH, make_optimizer, pick_device, train_epoch
+from torchimpl.train import make_optimizer, pick_device, train_epoch
 
 # ----------------------------------------------------------------------------- the estimator
 
@@ -72,7 +72,7 @@ class MLPClassifier(base.ClassifierMixin, base.BaseEstimator):
                                  self.batch_size, torch.Generator().manual_seed(seed))
             self.loss_curve_ = []
             for epoch in range(1, self.epochs + 1):
-                loss = train_epoch(model, loader, optimizer, nn.CrossEntropyLoss(), device, "ce", epoch)
+                loss = train_epoch(model, optimizer, loader, "ce", epoch)
                 self.loss_curve_.append(loss)
                 if self.verbose:
                     print(f"epoch {epoch}/{self.epochs}  train loss {loss:.4f}", flush=True)

@@ -9,10 +9,11 @@ are net.<index>.weight / .bias, counting every module in the Sequential.
 from torch import nn
 
 from common.errors import InputError
+from common.layout import ACTIVATION_MODULES
 
 # ----------------------------------------------------------------------------- architecture
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "leaky_relu": nn.LeakyReLU}
+ACTIVATIONS = {name: getattr(nn, module) for name, module in ACTIVATION_MODULES.items()}  # nn.ReLU, ...
 
 
 # ----------------------------------------------------------------------------- the module
