@@ -1,1 +1,8 @@
-"""Parity: the NumPy twin and the PyTorch twin, started from the same weights, compared tensor by tensor."""
+"""Parity: the NumPy twin and the PyTorch twin, started from the same weights, compared tensor by tensor.
+
+Start at parity/core.py: the core pair (scratch/mlp.py, torchimpl/mlp.py) on one batch, in about
+80 lines, every tensor compared by name; `python -m parity` prints it first. The rest is layered
+on top of that idea: trajectories over many training steps (compare.py, run.py), the toolbox's
+layers, losses and optimizers (steps.py, convert.py), the tolerances and the rounding noise
+they allow for (tolerances.py), and the tables and JSON (report.py, __main__.py).
+"""

@@ -1,25 +1,30 @@
 """Run the parity suite: python -m parity [--json] [--dtype float64] [--steps K] [--limit N] ...
 
-By default: the default network (784-128-64-10) on MNIST, one full epoch of SGD (938 steps at
+First the core pair (parity/core.py: scratch/mlp.py against torchimpl/mlp.py) on the first batch
+of MNIST training images in float64, with the run's hidden widths, seed and lr. Then, by
+default: the default network (784-128-64-10) on MNIST, one full epoch of SGD (938 steps at
 batch 64), in float64 (TF32 off) and then in float32. Every flag of the training programs
 (common.cli.add_model_flags) means here what it means there: --activation, --batchnorm,
 --dropout P (the same masks handed to both twins), --loss, --optimizer sgd|adam|adamw, --lr,
 --momentum, --nesterov, --weight-decay, --schedule cosine (stepped once per epoch of the batch
 sequence), plus --steps, --preset NAME (a chapter's example: its network, optimizer and data;
 the generated sets run the chapter's whole training, MNIST one epoch) and --plot PATH (both twins'
-loss at every step, in each dtype, on one figure: the curves should coincide). Prints a table per dtype and a one-line summary, or with --json one
-JSON object; exits 1 if any tensor is out of tolerance, 2 on bad input. Try it:
+loss at every step, in each dtype, on one figure: the curves should coincide). Prints the core
+pair's table, a table per dtype and a one-line summary, or with --json one JSON object (the core
+pair's records under "core"); exits 1 if any tensor is out of tolerance, 2 on bad input. Try it:
     python -m parity --batchnorm --dropout 0.2 --optimizer adamw --schedule cosine --steps 100 --limit 1280
 """
 
 import argparse
 import dataclasses
+import math
 
 from common import cli
+from common.cli import N_CLASSES, N_FEATURES
 from common.errors import run_cli
 from common.presets import PRESETS
-from parity import report
-from parity.run import DTYPES, Config, load_data, run
+from parity import core, report
+from parity.run import DTYPES, Config, _guarded, check_config, load_data, run
 
 PROG = "python -m parity"
 
@@ -55,6 +60,20 @@ def config_from_args(parser, args):
                   data_dir=args.data_dir, dtypes=(args.dtype,) if args.dtype else DTYPES, data=args.data)
 
 
+def check_core_pair(config, train):
+    """(records, what was checked): parity/core.py in float64 on the first batch of MNIST training
+    images (the run's own when it trains on MNIST), with the run's hidden widths, seed and lr.
+    A core that raises is one failing record, as in the run."""
+    X, y = train if config.data == "mnist" else core.mnist_batch(config.batch_size, config.data_dir)
+    X, y = X[:config.batch_size], y[:config.batch_size]
+    sizes = (N_FEATURES, *config.layer_sizes[1:-1], N_CLASSES)
+    records, _ = _guarded("one batch", "float64",
+                          lambda: (core.check_core(X, y, sizes, config.seed, "float64", config.lr), None))
+    about = (f"{'-'.join(map(str, sizes))}, the first {len(X)} training images, seed {config.seed}, "
+             f"SGD lr {config.lr:g}")
+    return records, about
+
+
 def plot_losses(results, path, title):
     """Both twins' loss at every step, per dtype, through the training programs' plotter."""
     from common.plot import plot_history
@@ -77,7 +96,11 @@ def main(argv=None):
     n_train, n_test = len(train[0]), len(test[0])
     if args.steps is None and args.preset and config.data != "mnist":  # the chapter's whole run
         epochs = PRESETS[args.preset].settings.get("epochs", 1)
-        config = dataclasses.replace(config, steps=epochs * -(-n_train // config.batch_size))
+        config = dataclasses.replace(config, steps=epochs * math.ceil(n_train / config.batch_size))
+    check_config(config, n_train)  # bad input is refused before anything is printed
+    core_records, core_about = check_core_pair(config, train)
+    if not args.json:
+        print(report.format_core(core_records, core_about) + "\n", flush=True)
 
     def show(result):  # text mode prints each dtype as soon as it is done
         if result.dtype == config.dtypes[0]:
@@ -85,10 +108,11 @@ def main(argv=None):
         print(report.format_result(result) + "\n", flush=True)
 
     results = run(config, (train, test), on_result=None if args.json else show)
-    print(report.to_json(config, results, n_train, n_test) if args.json else report.summary(results))
+    print(report.to_json(config, results, n_train, n_test, core_records) if args.json
+          else report.summary(results, core_records))
     if args.plot:
         plot_losses(results, args.plot, report.describe(config, n_train, n_test, results[0].steps))
-    return 0 if all(res.ok for res in results) else 1
+    return 0 if all(res.ok for res in results) and all(r.ok for r in core_records) else 1
 
 
 if __name__ == "__main__":

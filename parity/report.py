@@ -1,12 +1,15 @@
-"""What `python -m parity` prints: a table per dtype, a one-line summary, or one JSON object.
+"""What `python -m parity` prints: the core pair's table, a table per dtype, a one-line summary,
+or one JSON object.
 
-Pure formatting of parity.run's Results; nothing here computes an error. Try it:
+Pure formatting of parity.core's records and parity.run's Results; nothing here computes an
+error. Try it:
     python -m parity --steps 50 --limit 3200
 """
 
 import json
 import math
 
+from common.layout import ACTIVATION_MODULES, OPTIMIZER_CLASSES
 from common.presets import DATASETS
 from parity.compare import NOISE_DRIVEN
 
@@ -32,16 +35,14 @@ def _verdict(record):
 # ----------------------------------------------------------------------------- the table
 
 
-ACTIVATION_NAMES = {"relu": "ReLU", "tanh": "tanh", "sigmoid": "sigmoid", "leaky_relu": "leaky ReLU"}
-OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 
 
 def describe(config, n_train, n_test, steps):
     """The heading line: the network, the optimizer, the loss, the data and the run's length."""
-    net = "-".join(map(str, config.layer_sizes)) + " " + ACTIVATION_NAMES.get(config.activation, config.activation)
+    net = "-".join(map(str, config.layer_sizes)) + " " + ACTIVATION_MODULES.get(config.activation, config.activation)
     net += " batchnorm" * config.batchnorm + (f" dropout {config.dropout:g}" if config.dropout else "")
     epochs = steps * config.batch_size / n_train
-    opt = f"{OPTIMIZER_NAMES.get(config.optimizer, config.optimizer)} lr {config.lr:g}"
+    opt = f"{OPTIMIZER_CLASSES.get(config.optimizer, config.optimizer)} lr {config.lr:g}"
     opt += f" momentum {config.momentum:g}" if config.momentum else ""
     opt += " nesterov" * config.nesterov
     opt += f" weight decay {config.weight_decay:g}" if config.weight_decay else ""
@@ -66,6 +67,14 @@ def format_record(r):
     extras = [f"worst at step {r.step}"] if r.step is not None else []
     extras += [r.note] if r.note else []
     return line + (f"  ({'; '.join(extras)})" if extras else "")
+
+
+CORE_TITLE = "core pair (scratch/mlp.py vs torchimpl/mlp.py), one batch, float64"
+
+
+def format_core(records, about=""):
+    """The core pair's block (parity/core.py's records): heading, then one line per tensor."""
+    return "\n".join([CORE_TITLE + (f": {about}" if about else ""), HEADER, *map(format_record, records)])
 
 
 def format_result(result):
@@ -103,17 +112,20 @@ def _headline(res):
     return part
 
 
-def summary(results):
-    """One line: the verdict, how many checks passed, each dtype's headline figures, failures."""
+def summary(results, core=()):
+    """One line: the verdict, how many checks passed (the core pair's records included), the
+    core pair's and each dtype's headline figures, failures."""
     checked = [r for res in results for r in res.records if r.tolerance is not None]
-    passed = sum(r.ok for r in checked)
-    verdict = "PASS" if passed == len(checked) else "FAIL"
-    parts = [f"parity {verdict}: {passed} of {len(checked)} checks within tolerance"]
+    passed = sum(r.ok for r in [*core, *checked])
+    verdict = "PASS" if passed == len(core) + len(checked) else "FAIL"
+    parts = [f"parity {verdict}: {passed} of {len(core) + len(checked)} checks within tolerance"]
+    if core:
+        parts.append(f"core pair: one batch and one step <= {_num(max(r.max_rel_err for r in core))}")
     parts += [_headline(res) for res in results]
-    failed = [f"{r.dtype} {r.name}" for r in checked if not r.ok]
+    failed = [f"core {r.name}" for r in core if not r.ok] + [f"{r.dtype} {r.name}" for r in checked if not r.ok]
     if failed:
         parts.append("failing: " + ", ".join(failed))
-    one_batch_ok = all(r.ok for r in checked if r.check == "one batch")
+    one_batch_ok = all(r.ok for r in [*core, *checked] if r.check == "one batch")
     if failed and one_batch_ok and any(r.check.endswith(" steps") for r in checked if not r.ok):
         parts.append("the one-batch check agrees: if the drift grows step by step, training is "
                      "unstable at this lr and amplifies rounding; try a lower --lr")
@@ -137,8 +149,9 @@ def record_dict(r):
             "scale": _finite_or_none(None if r.scale is None else float(r.scale))}
 
 
-def to_json(config, results, n_train, n_test):
-    """The one JSON object: ok, the configuration, every record, drift and accuracies per dtype."""
+def to_json(config, results, n_train, n_test, core=()):
+    """The one JSON object: ok, the configuration, the core pair's records, every record, drift and
+    accuracies per dtype."""
     configuration = {"layer_sizes": list(config.layer_sizes), "activation": config.activation,
                      "batchnorm": config.batchnorm, "dropout": config.dropout, "loss": config.loss,
                      "optimizer": config.optimizer, "lr": config.lr,
@@ -149,8 +162,9 @@ def to_json(config, results, n_train, n_test):
                      "dtypes": [res.dtype for res in results], "data": config.data,
                      "n_train": n_train, "n_test": n_test}
     return json.dumps({
-        "ok": all(res.ok for res in results),
+        "ok": all(res.ok for res in results) and all(r.ok for r in core),
         "config": configuration,
+        "core": [record_dict(r) for r in core],
         "records": [record_dict(r) for res in results for r in res.records],
         "drift": {res.dtype: [{**d, "max_abs_err": _finite_or_none(d["max_abs_err"]),
                                "max_rel_err": _finite_or_none(d["max_rel_err"])} for d in res.drift]

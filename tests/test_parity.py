@@ -21,6 +21,7 @@ from parity.compare import compare_one_batch, errors
 from parity.convert import parameters_by_scratch_name
 from parity.run import Config, full_precision_one_thread, load_data, run, twins
 from scratch.toolbox import model
+from wrong_formulas import bias_gradient_over_the_wrong_axis, relu_mask_on_the_wrong_side
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,18 +44,6 @@ def swap_in(monkeypatch, name, wrong):
     monkeypatch.setattr(model, name, wrong, raising=False)
     if name == "relu_backward" and hasattr(model, "ACTIVATIONS"):
         monkeypatch.setitem(model.ACTIVATIONS, "relu", (model.ACTIVATIONS["relu"][0], wrong))
-
-
-def relu_mask_on_the_wrong_side(dout, x):
-    return np.where(x < 0, dout, 0)
-
-
-LINEAR_BACKWARD = scratch.mlp.linear_backward  # the right one, before any test swaps it
-
-
-def bias_gradient_over_the_wrong_axis(dout, cache):
-    dx, dW, _ = LINEAR_BACKWARD(dout, cache)
-    return dx, dW, dout.sum(axis=1)  # N: summed over the units instead of the batch
 
 
 def failing_names(records):
