@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 from benchmarks.figures import plot_figures
-from benchmarks.targets import evaluate_targets, find, textbook_claims, timed, width_label
+from benchmarks.runner import width_label
+from benchmarks.targets import evaluate_targets, find, textbook_claims, timed
 
 # ----------------------------------------------------------------------------- numbers
 

@@ -5,12 +5,14 @@ each verdict is computed from the measured records ("met", "not met" or "not mea
 the reason), and each target carries the measured numbers that explain or bound it.
 """
 
+import math
+
+from benchmarks.runner import CUDA_BACKENDS, FULL_EPOCH, width_label
 from common.cli import N_CLASSES, N_FEATURES
 
 DEFAULT_HIDDEN, DEFAULT_BATCH = [128, 64], 64
 WIDE_HIDDEN, WIDE_BATCH = [4096, 4096], 1024
 TARGET_GPUS = ("H100", "H200")  # the GPU targets are set for these
-CUDA_BACKENDS = ("torch-cuda", "torch-cuda-resident", "torch-cuda-graph")
 
 # ----------------------------------------------------------------------------- lookups
 
@@ -28,10 +30,6 @@ def timed(record):
     return record is not None and record.get("median_s") is not None and "error" not in record
 
 
-def width_label(hidden):
-    return "-".join(map(str, hidden))
-
-
 def useful_flops_per_image(hidden):
     """Forward 2*in*out per layer, backward 2*in*out for dW and for dx except at the input."""
     sizes = [N_FEATURES, *hidden, N_CLASSES]
@@ -41,12 +39,12 @@ def useful_flops_per_image(hidden):
 
 def gflops(record):
     """Useful GFLOP/s of a record's median epoch (per 60,000 images, as the times are)."""
-    return useful_flops_per_image(record["hidden"]) * 60_000 / record["median_s"] / 1e9
+    return useful_flops_per_image(record["hidden"]) * FULL_EPOCH / record["median_s"] / 1e9
 
 
 def us_per_step(record, seconds=None):
     """Microseconds per step of an epoch of 60,000 images at the record's batch size."""
-    steps = -(-60_000 // record["batch_size"])
+    steps = math.ceil(FULL_EPOCH / record["batch_size"])
     return (record["median_s"] if seconds is None else seconds) / steps * 1e6
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from common.layout import OPTIMIZER_CLASSES
 from parity import steps as twin_steps
 from parity.convert import parameters_by_scratch_name
 from scratch.toolbox.model import Arch
@@ -186,7 +187,7 @@ def _follow(worst, ours, theirs, step, partners=None):
 
 
 def training_check(K, optimizer="sgd"):
-    return f"{K} {twin_steps.OPTIMIZER_NAMES[optimizer]} steps"
+    return f"{K} {OPTIMIZER_CLASSES[optimizer]} steps"
 
 
 def compare_training(params, model, X, y, batches, lr, tolerance, drift_every=100, check=None, *,

@@ -95,8 +95,3 @@ def state_dict_to_params(state_dict):
     arrays = _to_scratch(state_dict)
     order = [name for name in torch_names(len([n for n in arrays if n.startswith("W")]), True) if name in arrays]
     return {name: arrays[name] for name in order if not name.startswith(BUFFER_KINDS)}
-
-
-def state_dict_to_buffers(state_dict):
-    """Batch norm's running statistics under scratch's names (empty without batch norm)."""
-    return {name: value for name, value in _to_scratch(state_dict).items() if name.startswith(BUFFER_KINDS)}

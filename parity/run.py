@@ -9,6 +9,7 @@ sequence (and the same dropout masks), then both trained models on the test set.
 """
 
 import itertools
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,13 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from common.cli import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, LOSSES, N_CLASSES, N_FEATURES
+from common.cli import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, EVAL_BATCH, LOSSES, N_CLASSES, N_FEATURES, OPTIMIZERS
 from common.errors import InputError
 from common.presets import DATASETS
 from parity import tolerances
 from parity.compare import Record, compare, compare_one_batch, compare_training, training_check
 from parity.convert import load_params_into
-from parity.steps import OPTIMIZER_NAMES, draw_masks, scratch_eval, torch_eval, with_given_masks
+from parity.steps import draw_masks, scratch_eval, torch_eval, with_given_masks
 from scratch.extras import datasets as scratch_datasets
 from scratch.toolbox import model as scratch_model
 from scratch.data import check_dataset, load_mnist
@@ -30,7 +31,6 @@ from scratch.train import check_targets
 from torchimpl.toolbox.model import MLP
 
 DTYPES = ("float64", "float32")
-EVAL_BATCH = 1000  # test-set evaluation batch; any size gives the same predictions
 
 # ----------------------------------------------------------------------------- configuration
 
@@ -85,7 +85,7 @@ def check_config(config, n_train):
     for dtype in config.dtypes:
         if dtype not in DTYPES:
             raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    for field_name, allowed in (("optimizer", OPTIMIZER_NAMES), ("loss", LOSSES), ("schedule", SCHEDULES)):
+    for field_name, allowed in (("optimizer", OPTIMIZERS), ("loss", LOSSES), ("schedule", SCHEDULES)):
         if getattr(config, field_name) not in allowed:
             raise InputError(f"{field_name} must be one of {', '.join(allowed)}, "
                              f"got {getattr(config, field_name)!r}")
@@ -263,7 +263,7 @@ def run_dtype(config, train, test, dtype):
     X_test, y_test = test[0].astype(dtype), _targets(test[1], dtype)
     rng, arch = np.random.default_rng(config.seed), config.arch
     params, buffers, model = twins(config.layer_sizes, dtype, rng, arch)
-    steps_per_epoch = -(-len(X) // config.batch_size)
+    steps_per_epoch = math.ceil(len(X) / config.batch_size)
     steps = config.steps or steps_per_epoch
     batches = batch_sequence(len(X), config.batch_size, steps, rng)
 

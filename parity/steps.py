@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.layout import OPTIMIZER_CLASSES
 from parity.convert import buffers_by_scratch_name, parameters_by_scratch_name
 from scratch.toolbox import layers as scratch_layers
 from scratch.toolbox import model as scratch_model
@@ -24,7 +25,6 @@ from scratch.toolbox import schedules as scratch_schedules
 from scratch import train as scratch_train
 from torchimpl import train as torch_train
 
-OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}  # as torch.optim spells them
 STATE_KEYS = ("momentum_buffer", "exp_avg", "exp_avg_sq")  # torch's optimizer.state[p] keys
 
 # ----------------------------------------------------------------------------- dropout masks

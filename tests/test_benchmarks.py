@@ -148,7 +148,7 @@ def test_limit_larger_than_mnist_is_refused():
 def fake_record(backend, hidden, batch, median, **extra):
     device = "cuda" if "cuda" in backend else "cpu"
     return {"backend": backend, "device": device, "batch_size": batch, "hidden": hidden, "images": 60000,
-            "steps": -(-60000 // batch), "runs": 3, "median_s": median, "min_s": 0.9 * median,
+            "steps": math.ceil(60000 / batch), "runs": 3, "median_s": median, "min_s": 0.9 * median,
             "max_s": 1.1 * median, "final_loss": 0.06, "loss_rel_diff": 0.01, "loss_ok": True,
             "step_check": {"steps": 3, "loss_rel_err": 1e-7, "param_rel_err": 1e-8, "rtol": 1e-5, "ok": True},
             **extra}

@@ -7,6 +7,8 @@ profile in tests/conftest.py is derandomized: every run draws the same examples.
 Run: python -m pytest tests/test_properties.py -q
 """
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -203,7 +205,7 @@ def test_sgd_steps_agree_in_float64_for_any_architecture_and_partial_batches(siz
 def test_batch_sequence_visits_every_example_once_per_epoch(n, batch_size, steps, seed):
     batches = batch_sequence(n, batch_size, steps, np.random.default_rng(seed))
     assert len(batches) == steps
-    per_epoch = -(-n // batch_size)  # ceil: the last batch of an epoch keeps the remainder
+    per_epoch = math.ceil(n / batch_size)  # the last batch of an epoch keeps the remainder
     for start in range(0, steps - per_epoch + 1, per_epoch):  # every complete epoch
         epoch = np.concatenate(batches[start:start + per_epoch])
         assert np.array_equal(np.sort(epoch), np.arange(n))
