@@ -17,8 +17,11 @@ from scratch.toolbox.layers import (batchnorm_backward, batchnorm_forward, dropo
                             sigmoid_backward, sigmoid_forward, tanh_backward, tanh_forward)
 
 # float64 against torch: the two sides differ only in rounding (torch's SIMD exp/tanh, its fused
-# multiply-adds, its summation order), a few units in the last place of ~1e-16. 1e-13 leaves a
-# wide margin yet fails on any real formula difference, which shows up at 1e-8 or worse.
+# multiply-adds, its summation order; batch norm here is the textbook gamma * xhat + beta, which
+# torch's kernel folds into one scale and shift), a few units in the last place of ~1e-16.
+# Measured on batch norm over 300 random shapes: at most 2.4e-15, and 1.3e-14 on dbeta, a sum of
+# dout that can cancel. 1e-13 leaves a margin yet fails on any real formula difference, which
+# shows up at 1e-8 or worse.
 TORCH_TOL = 1e-13
 # Dropout is one multiplication by the same mask on both sides: bitwise equal.
 DROPOUT_TOL = 0.0

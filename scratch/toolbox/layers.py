@@ -105,14 +105,16 @@ def dropout_backward(dout, cache):
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5,
                       train=True):
-    """nn.BatchNorm1d over the features of x (N, D), with its arithmetic order (aten CPU kernel).
+    """nn.BatchNorm1d over the features of x (N, D): out = gamma * xhat + beta, where
+    xhat = (x - mean) / sqrt(var + eps) per feature.
 
-    Returns (out, cache, running_mean, running_var). Running statistics are never written in
-    place: training returns new arrays
+    Returns (out, cache, running_mean, running_var); cache is (x, gamma, mean, invstd, train)
+    with invstd = 1 / sqrt(var + eps). Running statistics are never written in place:
+    training returns new arrays
         running_mean' = momentum * mean + (1 - momentum) * running_mean
         running_var'  = momentum * var_unbiased + (1 - momentum) * running_var
-    and evaluation returns the given arrays unchanged. Training normalises with the biased
-    batch variance sum((x - mean)^2) / N but tracks the unbiased one, / (N - 1).
+    and evaluation returns the given arrays unchanged. Training normalises with the batch's
+    mean and biased variance sum((x - mean)^2) / N but tracks the unbiased one, / (N - 1).
     Evaluation normalises with the running statistics instead of the batch's.
     """
     N, D = _check_batchnorm_shapes(x, gamma, beta, running_mean, running_var)
@@ -120,43 +122,38 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum=0.1, e
         if N < 2:
             raise InputError(f"batch norm in training mode needs more than 1 value per feature, "
                              f"got input shape {x.shape}: use a batch of 2 or more, or eval mode")
-        mean = x.sum(axis=0) / N  # D
-        xc = x - mean  # N, D
-        var_sum = (xc * xc).sum(axis=0)  # D   N * biased variance
-        invstd = 1 / np.sqrt(var_sum / N + eps)  # D   1 / sqrt(var + eps)
+        mean = x.mean(axis=0)  # D
+        var = ((x - mean) ** 2).mean(axis=0)  # D   biased, / N
         running_mean = momentum * mean + (1 - momentum) * running_mean  # D
-        running_var = momentum * (var_sum / (N - 1)) + (1 - momentum) * running_var  # D
+        running_var = momentum * var * N / (N - 1) + (1 - momentum) * running_var  # D   unbiased
     else:
-        mean = running_mean  # D
-        invstd = 1 / np.sqrt(running_var + eps)  # D
-    # torch folds the affine map into one scale and shift per feature:
-    # gamma (x - mean) invstd + beta = x * alpha + (beta - mean * alpha), alpha = invstd gamma
-    alpha = invstd * gamma  # D
-    shift = beta - mean * alpha  # D
-    out = x * alpha + shift  # N, D
-    return out, (x, gamma, mean, invstd, train), running_mean, running_var
+        mean, var = running_mean, running_var  # D
+    std = np.sqrt(var + eps)  # D
+    xhat = (x - mean) / std  # N, D   zero mean, unit variance per feature in training
+    out = gamma * xhat + beta  # N, D
+    return out, (x, gamma, mean, 1 / std, train), running_mean, running_var
 
 
 def batchnorm_backward(dout, cache):
-    """From dL/dy (N, D) to dL/dx, dL/dgamma, dL/dbeta, in the aten CPU kernel's order.
+    """From dL/dout (N, D) to dL/dx, dL/dgamma, dL/dbeta.
 
-    With xhat = (x - mean) invstd: dgamma = sum(dout xhat), dbeta = sum(dout). In training mean
-    and invstd depend on x, which gives
-        dx = (dout - mean(dout) - (x - mean) * invstd^2 * mean(dout (x - mean))) * invstd * gamma
-    (the last two terms vanish for a constant dout: a ones gradient hides bugs here).
-    In evaluation they are constants and dx = dout * invstd * gamma.
+    dgamma = sum(dout xhat), dbeta = sum(dout), and with dxhat = dout * gamma: in training
+    mean and var depend on x, which gives
+        dx = (N dxhat - sum(dxhat) - xhat * sum(dxhat xhat)) * invstd / N
+    (for a constant dout the three terms cancel to 0: a ones gradient hides bugs here).
+    In evaluation they are constants and dx = dxhat * invstd.
     """
     x, gamma, mean, invstd, train = cache
     N = x.shape[0]
-    xc = x - mean  # N, D
+    xhat = (x - mean) * invstd  # N, D
     dbeta = dout.sum(axis=0)  # D
-    dotp = (xc * dout).sum(axis=0)  # D   sum(dout (x - mean))
-    dgamma = dotp * invstd  # D
+    dgamma = (dout * xhat).sum(axis=0)  # D
+    dxhat = dout * gamma  # N, D
     if train:
-        k = dotp * invstd * invstd / N  # D
-        dx = (dout - dbeta / N - xc * k) * invstd * gamma  # N, D
+        dx = (N * dxhat - dxhat.sum(axis=0)  # N, D
+              - xhat * (dxhat * xhat).sum(axis=0)) * invstd / N
     else:
-        dx = dout * invstd * gamma  # N, D
+        dx = dxhat * invstd  # N, D
     return dx, dgamma, dbeta
 
 
