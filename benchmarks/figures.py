@@ -63,6 +63,35 @@ def _save(fig, out_dir, stem, name):
     return path
 
 
+def _panels(plt, count):
+    """A row of `count` panels, each the same size, so that every figure of a run reads alike."""
+    fig, axes = plt.subplots(1, count, figsize=(4.2 * count, 4), squeeze=False)
+    return fig, axes[0]
+
+
+def _width_positions(results):
+    """The widths of the run and each one's x position in a panel against width: evenly spaced by
+    rank, as _width_axis ticks them, so that the narrow networks do not crowd together at one end."""
+    widths = _widths(results)
+    return widths, {hidden: i for i, hidden in enumerate(widths)}
+
+
+def _width_axis(plt, ax, widths, batch):
+    """The axes of a panel against width: the networks evenly spaced by name, a log time axis."""
+    ax.set(yscale="log", xlabel="hidden widths", title=f"batch {batch}")
+    ax.set_xticks(range(len(widths)), [width_label(h) for h in widths])
+    _plain_numbers(plt, ax)
+
+
+def _finish(fig, axes, ylabel, title, out_dir, stem, name):
+    """Label the first panel only (the row shares its y quantity and its backends), title, save."""
+    axes[0].set_ylabel(ylabel)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, out_dir, stem, name)
+
+
 def _draw_curves(ax, results, x):
     """One panel: each backend's median epoch time against x(record), and NumPy's matmul floor."""
     for backend, (colour, marker) in STYLE.items():
@@ -80,47 +109,37 @@ def _draw_curves(ax, results, x):
 def plot_against_batch(plt, data, out_dir, stem):
     results = _timed(data["results"])
     widths = _widths(results)
-    fig, axes = plt.subplots(1, len(widths), figsize=(4.2 * len(widths), 4), squeeze=False)
-    for ax, hidden in zip(axes[0], widths):
+    fig, axes = _panels(plt, len(widths))
+    for ax, hidden in zip(axes, widths):
         _draw_curves(ax, [r for r in results if r["hidden"] == list(hidden)], lambda r: r["batch_size"])
         ax.set(xscale="log", yscale="log", xlabel="batch size", title=f"hidden {width_label(hidden)}")
         ax.set_xticks(sorted({r["batch_size"] for r in results}), minor=False)
         ax.xaxis.set_major_formatter(plt.ScalarFormatter())
         ax.xaxis.set_minor_formatter(plt.NullFormatter())
         _plain_numbers(plt, ax)
-    axes[0][0].set_ylabel("seconds per epoch (median)")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(_title(data, "Epoch time against batch size"))
-    fig.tight_layout()
-    return _save(fig, out_dir, stem, "batch")
+    return _finish(fig, axes, "seconds per epoch (median)", _title(data, "Epoch time against batch size"),
+                   out_dir, stem, "batch")
 
 
 def plot_against_width(plt, data, out_dir, stem):
     results = _timed(data["results"])
-    widths = _widths(results)
-    position = {hidden: i for i, hidden in enumerate(widths)}
+    widths, position = _width_positions(results)
     batches = sorted({r["batch_size"] for r in results})
-    fig, axes = plt.subplots(1, len(batches), figsize=(4.2 * len(batches), 4), squeeze=False)
-    for ax, batch in zip(axes[0], batches):
+    fig, axes = _panels(plt, len(batches))
+    for ax, batch in zip(axes, batches):
         _draw_curves(ax, [r for r in results if r["batch_size"] == batch], lambda r: position[tuple(r["hidden"])])
-        ax.set(yscale="log", xlabel="hidden widths", title=f"batch {batch}")
-        ax.set_xticks(range(len(widths)), [width_label(h) for h in widths])
-        _plain_numbers(plt, ax)
-    axes[0][0].set_ylabel("seconds per epoch (median)")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(_title(data, "Epoch time against width"))
-    fig.tight_layout()
-    return _save(fig, out_dir, stem, "width")
+        _width_axis(plt, ax, widths, batch)
+    return _finish(fig, axes, "seconds per epoch (median)", _title(data, "Epoch time against width"),
+                   out_dir, stem, "width")
 
 
 def plot_speedup(plt, data, out_dir, stem):
     results = _timed(data["results"])
-    widths = _widths(results)
-    position = {h: i for i, h in enumerate(widths)}
+    widths, position = _width_positions(results)
     numpy = {(r["batch_size"], tuple(r["hidden"])): r["median_s"] for r in results if r["backend"] == "numpy"}
     batches = sorted({r["batch_size"] for r in results if r["backend"] in CUDA_BACKENDS})
-    fig, axes = plt.subplots(1, len(batches), figsize=(4.2 * len(batches), 4), squeeze=False)
-    for ax, batch in zip(axes[0], batches):
+    fig, axes = _panels(plt, len(batches))
+    for ax, batch in zip(axes, batches):
         for backend in CUDA_BACKENDS:
             colour, marker = STYLE[backend]
             points = sorted((position[tuple(r["hidden"])], numpy[batch, tuple(r["hidden"])] / r["median_s"])
@@ -130,14 +149,9 @@ def plot_speedup(plt, data, out_dir, stem):
                 ax.plot(*zip(*points), color=colour, marker=marker, label=backend)
         ax.axhline(1, color="grey", linewidth=0.8)
         ax.axhline(100, color="grey", linestyle=":", linewidth=0.8, label="100x")
-        ax.set(yscale="log", xlabel="hidden widths", title=f"batch {batch}")
-        ax.set_xticks(range(len(widths)), [width_label(h) for h in widths])
-        _plain_numbers(plt, ax)
-    axes[0][0].set_ylabel("numpy epoch time / GPU epoch time")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(_title(data, "GPU over NumPy"))
-    fig.tight_layout()
-    return _save(fig, out_dir, stem, "speedup")
+        _width_axis(plt, ax, widths, batch)
+    return _finish(fig, axes, "numpy epoch time / GPU epoch time", _title(data, "GPU over NumPy"),
+                   out_dir, stem, "speedup")
 
 
 def plot_figures(data, out_dir, stem):

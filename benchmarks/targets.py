@@ -93,61 +93,62 @@ def evaluate_targets(data):
     def absent(target, reason):
         out.append({"target": target, "verdict": "not measured", "measured": reason, "explanation": ""})
 
+    def measurable(target, needs, hidden=d, batch_size=b):
+        """True when each backend of needs ({backend: whether its record has what the target
+        uses}) does. Otherwise the target goes in as not measured, with the reason for the first
+        backend that does not: the order of needs decides which one the report names."""
+        for backend, present in needs.items():
+            if not present:
+                absent(target, missing(data, backend, hidden, batch_size))
+                return False
+        return True
+
     t = "CPU, 128-64, batch 64: numpy's epoch within 1.25x its matmul floor"
-    if timed(numpy) and numpy.get("floor_s"):
+    if measurable(t, {"numpy": timed(numpy) and numpy.get("floor_s")}):
         m, f = numpy["median_s"], numpy["floor_s"]
+        outside = m - f  # the epoch's time outside the matrix products
         add(t, m <= 1.25 * f, f"numpy {m:.3f} s, floor {f:.3f} s: {m / f:.2f}x{scaled_note(numpy)}",
-            f"{m - f:.3f} s ({(m - f) / m:.0%} of the epoch) goes outside the matrix products: bias adds, "
+            f"{outside:.3f} s ({outside / m:.0%} of the epoch) goes outside the matrix products: bias adds, "
             f"ReLU and its mask, softmax and the loss, the SGD update, the batch gather and Python's calls, "
-            f"{us_per_step(numpy, m - f):.0f} µs per step")
-    else:
-        absent(t, missing(data, "numpy", d, b))
+            f"{us_per_step(numpy, outside):.0f} µs per step")
 
     t = "CPU, 128-64, batch 64: numpy faster than torch-cpu"
-    if timed(numpy) and timed(torch_cpu):
+    if measurable(t, {"numpy": timed(numpy), "torch-cpu": timed(torch_cpu)}):
         m, c = numpy["median_s"], torch_cpu["median_s"]
         why = ""
         if torch_cpu.get("loader_s") is not None:
             why = (f"torch-cpu's DataLoader pass alone (per-example __getitem__, collate) takes "
                    f"{torch_cpu['loader_s']:.3f} s of its {c:.3f} s")
         add(t, m < c, f"numpy {m:.3f} s, torch-cpu {c:.3f} s: torch-cpu / numpy = {c / m:.2f}", why)
-    else:
-        absent(t, missing(data, "numpy" if not timed(numpy) else "torch-cpu", d, b))
 
     t = "CPU, 128-64, batch 64: torch-cpu-resident within 1.2x numpy"
-    if timed(numpy) and timed(resident):
+    if measurable(t, {"numpy": timed(numpy), "torch-cpu-resident": timed(resident)}):
         m, r = numpy["median_s"], resident["median_s"]
         add(t, r <= 1.2 * m, f"numpy {m:.3f} s, torch-cpu-resident {r:.3f} s: {r / m:.2f}x",
             f"torch-cpu-resident takes {us_per_step(resident, r - m):+.0f} µs per step against numpy "
             f"({us_per_step(resident):.0f} µs vs {us_per_step(numpy):.0f} µs): torch's per-call "
             f"dispatch through nn.Module, autograd and the optimizer, against NumPy's")
-    else:
-        absent(t, missing(data, "numpy" if not timed(numpy) else "torch-cpu-resident", d, b))
 
     t = "GPU, 128-64, batch 64: torch-cuda-resident at most 0.25 s an epoch"
-    if timed(cuda_res):
+    if measurable(t, {"torch-cuda-resident": timed(cuda_res)}):
         s = cuda_res["median_s"]
         why = f"{us_per_step(cuda_res):.0f} µs per step, each step's kernels launched one by one"
         if timed(graph):
             why += (f"; replayed as a CUDA graph the same step takes {us_per_step(graph):.0f} µs, so "
                     f"{1 - graph['median_s'] / s:.0%} of the eager step is launch and Python overhead")
         add(t, s <= 0.25, f"{s:.4f} s{gpu_caveat(machine)}{scaled_note(cuda_res)}", why)
-    else:
-        absent(t, missing(data, "torch-cuda-resident", d, b))
 
     t = "GPU, 128-64, batch 64: torch-cuda-graph at most 0.05 s an epoch"
-    if timed(graph):
+    if measurable(t, {"torch-cuda-graph": timed(graph)}):
         s = graph["median_s"]
         add(t, s <= 0.05, f"{s:.4f} s{gpu_caveat(machine)}{scaled_note(graph)}",
             f"{us_per_step(graph):.1f} µs per step: one index copy and one graph replay, "
             f"{useful_flops_per_image(d) * b / 1e6:.0f} MFLOP of arithmetic")
-    else:
-        absent(t, missing(data, "torch-cuda-graph", d, b))
 
     t = "GPU, 4096-4096, batch 1024: the GPU at least 100x faster than numpy"
     wide_np = find(results, "numpy", WIDE_HIDDEN, WIDE_BATCH)
     wide_gpu = [r for r in (find(results, n, WIDE_HIDDEN, WIDE_BATCH) for n in CUDA_BACKENDS) if timed(r)]
-    if timed(wide_np) and wide_gpu:
+    if measurable(t, {"numpy": timed(wide_np), "torch-cuda-graph": wide_gpu}, WIDE_HIDDEN, WIDE_BATCH):
         best = min(wide_gpu, key=lambda r: r["median_s"])
         ratio = wide_np["median_s"] / best["median_s"]
         why = f"numpy runs at {gflops(wide_np):.0f} GFLOP/s"
@@ -156,9 +157,6 @@ def evaluate_targets(data):
         why += f", {best['backend']} at {gflops(best):.0f} GFLOP/s (float32, TF32 off)"
         add(t, ratio >= 100, f"numpy {wide_np['median_s']:.2f} s, {best['backend']} "
             f"{best['median_s']:.4f} s: {ratio:.0f}x{gpu_caveat(machine)}{scaled_note(wide_np, best)}", why)
-    else:
-        absent(t, missing(data, "numpy", WIDE_HIDDEN, WIDE_BATCH) if not timed(wide_np)
-               else missing(data, "torch-cuda-graph", WIDE_HIDDEN, WIDE_BATCH))
     return out
 
 

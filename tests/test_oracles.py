@@ -8,6 +8,8 @@
 Run: python -m pytest tests/test_oracles.py -q
 """
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -89,6 +91,29 @@ def test_softmax_cross_entropy_matches_torch_loss_and_its_gradient(N, C, scale):
 # ----------------------------------------------------------------------------- finite differences
 
 
+def central_difference_error(loss, value, grad, rng, *, entries, step, scale):
+    """The worst |(L(p + h) - L(p - h)) / 2h - grad[i]| / scale, L = loss(), h = step, over the
+    entries i of value probed: the one with the largest gradient and `entries` random ones. value
+    is moved in place and put back after each entry.
+
+    Shared by the network oracles here and in tests/test_parity_toolbox.py: they differ in the
+    loss, the step, the scale and how many entries, so those are arguments.
+    """
+    def loss_at(i, entry):
+        value[i] = entry
+        return loss()
+
+    probes = [np.unravel_index(np.abs(grad).argmax(), grad.shape)]
+    probes += [tuple(rng.integers(0, n) for n in value.shape) for _ in range(entries)]
+    worst = 0.0
+    for i in probes:
+        saved = value[i]
+        numeric = (loss_at(i, saved + step) - loss_at(i, saved - step)) / (2 * step)
+        value[i] = saved
+        worst = max(worst, abs(numeric - grad[i]) / scale)
+    return worst
+
+
 def network_loss(params, X, y):
     return mlp.softmax_cross_entropy(model.forward(params, X)[0], y)[0]
 
@@ -106,23 +131,10 @@ def finite_difference_errors(sizes, N, seed):
     _, dlogits = mlp.softmax_cross_entropy(logits, y)
     grads, dX = model.backward(dlogits, caches)
     tensors = {**{name: (params[name], grads[name]) for name in params}, "dX": (X, dX)}
-
-    found = {}
-    for name, (value, grad) in tensors.items():
-        entries = [np.unravel_index(np.abs(grad).argmax(), grad.shape)]
-        entries += [tuple(rng.integers(0, n) for n in value.shape) for _ in range(FD_ENTRIES)]
-        worst = 0.0
-        for i in entries:
-            saved = value[i]
-            value[i] = saved + FD_STEP
-            up = network_loss(params, X, y)
-            value[i] = saved - FD_STEP
-            down = network_loss(params, X, y)
-            value[i] = saved
-            numeric = (up - down) / (2 * FD_STEP)
-            worst = max(worst, abs(numeric - grad[i]) / np.abs(grad).max())
-        found[name] = worst
-    return found
+    loss = partial(network_loss, params, X, y)
+    return {name: central_difference_error(loss, value, grad, rng, entries=FD_ENTRIES, step=FD_STEP,
+                                           scale=np.abs(grad).max())
+            for name, (value, grad) in tensors.items()}
 
 
 @pytest.mark.parametrize("sizes, N, seed", [

@@ -14,6 +14,7 @@ Run: python -m pytest tests/test_parity_toolbox.py -q   (about 25 seconds)
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from scratch.toolbox import model
 from scratch import train as scratch_train
 from scratch.toolbox.model import Arch
 from scratch.toolbox.schedules import CosineAnnealingLR
+from test_oracles import central_difference_error
 from torchimpl.toolbox.model import MLP
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,9 +138,9 @@ def test_cosine_schedule_steps_once_per_epoch_with_t_max_the_epochs_run(mnist, m
 
 # ----------------------------------------------------------------------------- finite differences
 
-# Central differences as in tests/test_oracles.py (h 1e-5, error against the tensor's largest
-# gradient). A Linear bias ahead of a batch norm has zero gradient: its entries are measured
-# against its layer (W, b), as parity measures them.
+# Central differences with the oracle of tests/test_oracles.py (h 1e-5, error against the
+# tensor's largest gradient). A Linear bias ahead of a batch norm has zero gradient: its entries
+# are measured against its layer (W, b), as parity measures them.
 FD_STEP, FD_TOL, FD_ENTRIES = 1e-5, 1e-7, 4
 FD_SIZES, FD_N = (12, 10, 8, 4), 7
 
@@ -165,21 +167,12 @@ def test_network_backward_with_batchnorm_and_dropout_matches_finite_differences(
 
     tensors = {**{name: (params[name], grads[name]) for name in params}, "dX": (X, dX)}
     ahead = {f"b{i}": f"W{i}" for i in range(1, len(FD_SIZES) - 1)}
+    value_now = partial(network_value, params, X, targets, arch, masks, loss)
     found = {}
     for name, (value, grad) in tensors.items():
         scale = max(np.abs(grad).max(), np.abs(grads[ahead[name]]).max()) if name in ahead else np.abs(grad).max()
-        entries = [np.unravel_index(np.abs(grad).argmax(), grad.shape)]
-        entries += [tuple(rng.integers(0, n) for n in value.shape) for _ in range(FD_ENTRIES)]
-        worst = 0.0
-        for i in entries:
-            saved = value[i]
-            value[i] = saved + FD_STEP
-            up = network_value(params, X, targets, arch, masks, loss)
-            value[i] = saved - FD_STEP
-            down = network_value(params, X, targets, arch, masks, loss)
-            value[i] = saved
-            worst = max(worst, abs((up - down) / (2 * FD_STEP) - grad[i]) / scale)
-        found[name] = worst
+        found[name] = central_difference_error(value_now, value, grad, rng, entries=FD_ENTRIES, step=FD_STEP,
+                                               scale=scale)
     bad = {name: f"{err:.1e}" for name, err in found.items() if not err <= FD_TOL}
     assert not bad, f"{activation}, {loss}: hand gradient differs from central differences: {bad}"
     assert {"gamma1", "beta2", "W3", "dX"} <= set(found)
