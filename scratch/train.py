@@ -1,9 +1,10 @@
 """Train the NumPy twin: python -m scratch.train [--preset NAME] [--epochs 20 --hidden 128 64 ...]
 
-Twin: torchimpl/train.py takes the same flags and prints the same lines. One training step is
-forward, loss, backward, optimizer step, the four lines torch writes as model(x), loss_fn,
-loss.backward(), optimizer.step(). MNIST by default; --preset runs one of the chapters'
-examples (common/presets.py); --save, --load, --plot and --summary handle the model's files.
+Twin: torchimpl/train.py takes the same flags and prints the same lines. The step is the core's
+(scratch/mlp.py: forward, loss, backward, optimizer step) with the toolbox's options; with every
+option at its default this program trains exactly what python -m scratch.mlp trains. MNIST by
+default; --preset runs one of the chapters' examples (common/presets.py); --save, --load, --plot
+and --summary handle the model's files.
 """
 
 import json

@@ -1,9 +1,10 @@
 """Train the PyTorch twin: python -m torchimpl.train [--preset NAME] [--epochs 20 --device auto ...]
 
-Twin: scratch/train.py takes the same flags and prints the same lines. The step is the standard
-four: optimizer.zero_grad(), loss = loss_fn(model(x), y), loss.backward(), optimizer.step().
-MNIST by default; --preset runs one of the chapters' examples (common/presets.py); --save,
---load, --plot and --summary handle the model's files.
+Twin: scratch/train.py takes the same flags and prints the same lines. The step is the core's
+(torchimpl/mlp.py: optimizer.zero_grad(), loss_fn(model(x), y), loss.backward(), optimizer.step())
+with the toolbox's modules; with every option at its default this program trains exactly what
+python -m torchimpl.mlp trains. MNIST by default; --preset runs one of the chapters' examples
+(common/presets.py); --save, --load, --plot and --summary handle the model's files.
 """
 
 import json
