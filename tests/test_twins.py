@@ -7,45 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from common.twins import EXTRA_PARAMETERS, ONE_SIDED
+
 ROOT = Path(__file__).resolve().parent.parent
 TWIN_FILES = ["mlp", "data", "train", "toolbox.model", "extras.datasets", "extras.checkpoint", "extras.estimator"]
-
-# Names that exist on one side only, because the other side gets them from torch. Each entry
-# says what stands in its place; any other one-sided name fails the test.
-ONE_SIDED = {
-    "scratch.mlp.linear_forward": "nn.Linear",
-    "scratch.mlp.linear_backward": "autograd, through loss.backward()",
-    "scratch.mlp.relu_forward": "nn.ReLU",
-    "scratch.mlp.relu_backward": "autograd, through loss.backward()",
-    "scratch.mlp.forward": "model(x), the nn.Sequential's forward",
-    "scratch.mlp.softmax_cross_entropy": "F.cross_entropy",
-    "scratch.mlp.backward": "loss.backward() (autograd)",
-    "scratch.mlp.SGD": "torch.optim.SGD",
-    "scratch.mlp.iterate_minibatches": "DataLoader(TensorDataset(X, y), batch_size, shuffle=True)",
-    "torchimpl.data.make_loader": "scratch.mlp.iterate_minibatches",
-    "torchimpl.data.torchvision_datasets": "nothing: torchvision is the torch side's optional reader",
-    "scratch.toolbox.model.Arch": "the keyword arguments of MLP.__init__",
-    "scratch.toolbox.model.check_layer_sizes": "the check inside MLP.__init__",
-    "scratch.toolbox.model.init_params": "nn.Linear's own initialisation in MLP.__init__",
-    "scratch.toolbox.model.init_buffers": "nn.BatchNorm1d's own running_mean and running_var buffers",
-    "scratch.toolbox.model.layer_sizes_of": "MLP.layer_sizes",
-    "scratch.toolbox.model.count_params": "sum(p.numel() for p in model.parameters())",
-    "scratch.toolbox.model.forward": "MLP.forward",
-    "scratch.toolbox.model.backward": "loss.backward() (autograd)",
-    "scratch.toolbox.model.Network": "the MLP module itself, which holds its parameters, buffers and options",
-    "scratch.toolbox.model.predict": "model(x).argmax(dim=1)",
-    "torchimpl.toolbox.model.MLP": "scratch.toolbox.model's functions and its Network",
-    "torchimpl.train.pick_device": "nothing: NumPy runs on the CPU only",
-    "scratch.extras.checkpoint.TorchUnpickler": "torch.load(weights_only=True), which reads torch.save's files",
-}
-
-# Shared names whose parameters differ, each by exactly these parameters on one side, and why.
-EXTRA_PARAMETERS = {
-    "scratch.mlp.init_model": (["rng"], "NumPy draws from the Generator it is handed; nn.Linear draws "
-                                        "from torch's global generator, seeded by torch.manual_seed"),
-    "torchimpl.data.load_mnist": (["use_torchvision"], "torchvision is the torch side's optional reader"),
-    "torchimpl.extras.estimator.MLPClassifier": (["device"], "NumPy runs on the CPU only"),
-}
 
 
 def public_names(module_name):
@@ -64,7 +29,7 @@ def test_twin_files_expose_the_same_names_in_the_same_order(stem):
     shared_right = [n for n in right if f"torchimpl.{stem}.{n}" not in ONE_SIDED]
     assert shared_left == shared_right, (
         f"scratch/{path(stem)} and torchimpl/{path(stem)} have drifted: {shared_left} vs {shared_right}; "
-        f"add the missing twin or list the name in ONE_SIDED with its counterpart")
+        f"add the missing twin or list the name in common/twins.py ONE_SIDED with its counterpart")
 
 
 def path(stem):
@@ -77,7 +42,7 @@ def parameters(qualified):
     module, name = qualified.rsplit(".", 1)
     names = list(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
     extra = EXTRA_PARAMETERS.get(qualified, ([], ""))[0]
-    assert set(extra) <= set(names), f"{qualified} has lost {extra}: update EXTRA_PARAMETERS"
+    assert set(extra) <= set(names), f"{qualified} has lost {extra}: update common/twins.py EXTRA_PARAMETERS"
     return [n for n in names if n not in extra]
 
 
@@ -88,13 +53,13 @@ def test_shared_names_take_the_same_parameters_in_the_same_order(stem):
         left, right = parameters(f"scratch.{stem}.{name}"), parameters(f"torchimpl.{stem}.{name}")
         assert left == right, (f"{name} takes {left} in scratch/{path(stem)} but {right} in torchimpl/"
                                f"{path(stem)}: give both the same parameters, or list the difference "
-                               f"in EXTRA_PARAMETERS with its reason")
+                               f"in common/twins.py EXTRA_PARAMETERS with its reason")
 
 
 def test_one_sided_names_still_exist():
     for qualified in [*ONE_SIDED, *EXTRA_PARAMETERS]:
         module, name = qualified.rsplit(".", 1)
-        assert hasattr(importlib.import_module(module), name), f"{qualified} is gone: update ONE_SIDED"
+        assert hasattr(importlib.import_module(module), name), f"{qualified} is gone: update common/twins.py"
 
 
 def test_scratch_never_imports_torch():
