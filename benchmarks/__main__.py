@@ -25,6 +25,7 @@ from benchmarks.runner import (BACKENDS, CUDA_BACKENDS, FULL_EPOCH, LOSS_FACTOR,
 from common.cli import positive_float, positive_int
 from common.errors import InputError, run_cli
 from common.idx import DEFAULT_DATA_DIR
+from common.machine import available_cpus
 from scratch.data import load_mnist
 
 PROG = "python -m benchmarks"
@@ -152,7 +153,7 @@ def main(argv=None):
     if load_before is not None and load_before > 0.5:
         log(f"{PROG}: caution: the 1-minute load average is {load_before}; other processes are "
             f"using the CPU, and CPU timings will be inflated (try a quiet machine, or --threads 1)")
-    limiter = mach.pin_threads(args.threads or mach.available_cpus())
+    limiter = mach.pin_threads(args.threads or available_cpus())
     mach.pin_float32()
     try:
         X, y = load_mnist(args.data_dir, "train")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from common.errors import InputError
+from common.machine import available_cpus, blas_libraries, cpu_model
 
 # ----------------------------------------------------------------------------- optional imports
 
@@ -29,13 +30,6 @@ def require(module, purpose):
 
 
 # ----------------------------------------------------------------------------- threads and TF32
-
-
-def available_cpus():
-    """CPUs this process may run on (the affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def pin_threads(n_threads):
@@ -56,15 +50,6 @@ def pin_float32():
     torch.backends.cudnn.allow_tf32 = False
 
 
-def blas_libraries():
-    """The BLAS libraries loaded in this process with their thread counts, as threadpoolctl sees them."""
-    threadpoolctl = require("threadpoolctl", "read NumPy's BLAS thread count")
-    return [{"library": info.get("internal_api"), "version": info.get("version"),
-             "architecture": info.get("architecture"), "threads": info.get("num_threads"),
-             "numpy": "numpy" in str(info.get("filepath", ""))}
-            for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"]
-
-
 # ----------------------------------------------------------------------------- describing the machine
 
 
@@ -74,18 +59,6 @@ def load_average():
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
         return None
-
-
-def cpu_model():
-    """The CPU's marketing name from /proc/cpuinfo, else what platform knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def cuda_note():
