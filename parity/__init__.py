@@ -4,5 +4,7 @@ Start at parity/core.py: the core pair (scratch/mlp.py, torchimpl/mlp.py) on one
 80 lines, every tensor compared by name; `python -m parity` prints it first. The rest is layered
 on top of that idea: trajectories over many training steps (compare.py, run.py), the toolbox's
 layers, losses and optimizers (steps.py, convert.py), the tolerances and the rounding noise
-they allow for (tolerances.py), and the tables and JSON (report.py, __main__.py).
+they allow for (tolerances.py), the tables and JSON (report.py, __main__.py), and the study page
+of `python -m parity --html` (align.py pairs the core files row by row, study_figures.py and
+study_toolbox.py measure each row's figure, study_page.py renders it, study.py runs it).
 """

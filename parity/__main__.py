@@ -21,7 +21,7 @@ import math
 
 from common import cli
 from common.cli import N_CLASSES, N_FEATURES
-from common.errors import run_cli
+from common.errors import InputError, run_cli
 from common.presets import PRESETS
 from parity import core, report
 from parity.run import DTYPES, Config, _guarded, check_config, load_data, run
@@ -36,6 +36,10 @@ def build_parser():
     cli.add_preset_flags(parser)
     parser.add_argument("--plot", metavar="PATH", default=None,
                         help="write a PNG of both twins' loss at every step, in each dtype")
+    parser.add_argument("--html", metavar="PATH", default=None,
+                        help="write the study page instead: the core pair side by side, each row with the "
+                             "figure measured for it, then the toolbox; one self-contained HTML file "
+                             "(takes --dtype, --seed, --limit, --steps, --hidden, --lr, --batch-size)")
     parser.add_argument("--steps", type=cli.positive_int, default=None, metavar="K",
                         help="training steps to compare (default: one epoch of the training images)")
     actions = {action.dest: action for action in parser._actions}
@@ -87,6 +91,16 @@ def plot_losses(results, path, title):
 def main(argv=None):
     parser = build_parser()
     args = cli.parse_args(parser, argv)
+    if args.html:
+        try:
+            import pygments  # noqa: F401  (the page's syntax colouring)
+        except ImportError:
+            raise InputError("--html needs Pygments: pip install -e '.[study]' (or pip install pygments)") from None
+        from parity import study
+
+        failed = study.write_page(args, args.html)
+        print(args.html)
+        return 1 if failed else 0
     if args.plot:
         from common.plot import require_matplotlib
 
