@@ -196,3 +196,14 @@ def test_a_wrong_formula_is_shown_marked_and_the_program_exits_1(tmp_path, monke
     assert 'data-key="relu_backward"' in text and '<tr class="failing" data-key="relu_backward">' in text
     assert '<tr class="failing" data-key="forward">' not in text  # the forward pass is still right
     assert "figures out of tolerance (marked FAIL)" in text
+
+
+def test_the_aligners_warnings_are_listed_on_the_page():
+    from parity import align, study_page
+
+    block = align.Block("lonely", "scratch/mlp.py", 1, 2, "def lonely():\n    pass\n")
+    alignment = align.Alignment([align.Section("the network", [align.Row("lonely", block, None)])],
+                                ["scratch/mlp.py: lonely (lines 1-2) has no counterpart in torchimpl/mlp.py"])
+    text = study_page.render(alignment, {}, {"scratch": [1.0, 0.5], "torch": [1.0, 0.5]}, [], {}, {})
+    assert '<div class="warn"><b>Warnings</b>' in text and "lonely (lines 1-2) has no counterpart" in text
+    assert '<td class="torch empty">' in text  # the missing twin is an empty cell
