@@ -22,16 +22,23 @@ def _layout(model):
             any(isinstance(m, nn.Dropout) for m in modules))
 
 
+def scratch_keys(model):
+    """{scratch name: state_dict key}: a torchimpl MLP's from its layout; any other module's from
+    the map it carries as `scratch_keys` (parity/module.py sets it from the traced structure)."""
+    return getattr(model, "scratch_keys", None) or torch_names(*_layout(model))
+
+
 # ----------------------------------------------------------------------------- scratch -> torch
 
 
 def params_to_state_dict(params, model, buffers=None):
-    """A state_dict for `model` (a torchimpl MLP) holding the scratch arrays, on model's device.
+    """A state_dict for `model` (a torchimpl MLP, or a module carrying scratch_keys) holding the
+    scratch arrays, on model's device.
 
     Batch norm buffers come from `buffers` (scratch.toolbox.model.init_buffers' names); without them the
     model's own running statistics are kept.
     """
-    names = torch_names(*_layout(model))
+    names = scratch_keys(model)
     own, device = model.state_dict(), next(model.parameters()).device
     arrays = {**params, **(buffers or {})}
     state = {}
@@ -65,14 +72,14 @@ def parameters_by_scratch_name(model):
     """{"W1": net.0.weight, ...}: the model's own Parameters (no copies), in scratch order, so
     that their .grad and their values can be read under scratch's names."""
     named = dict(model.named_parameters())
-    return {ours: named[key] for ours, key in torch_names(*_layout(model)).items() if key in named}
+    return {ours: named[key] for ours, key in scratch_keys(model).items() if key in named}
 
 
 def buffers_by_scratch_name(model):
     """{"running_mean1": net.1.running_mean, ...}: batch norm's own buffers (no copies), in
     scratch order; empty without batch norm."""
     named = dict(model.named_buffers())
-    return {ours: named[key] for ours, key in torch_names(*_layout(model)).items() if key in named}
+    return {ours: named[key] for ours, key in scratch_keys(model).items() if key in named}
 
 
 # ----------------------------------------------------------------------------- torch -> scratch

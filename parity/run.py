@@ -256,13 +256,20 @@ def training_tolerances(config, dtype):
     return tolerances.ADAM_TRAINING[dtype], tolerances.NOISE_DRIVEN[dtype]
 
 
-def run_dtype(config, train, test, dtype):
-    """Every check of `config` in one dtype ('float64' or 'float32'); returns a Result."""
-    start = time.perf_counter()
+def run_dtype(config, train, test, dtype, start=None):
+    """Every check of `config` in one dtype ('float64' or 'float32'); returns a Result.
+
+    start(dtype, rng) -> (params, buffers, model) gives both twins their first weights; by
+    default twins() draws them (parity/module.py starts from a reader's own module instead).
+    """
+    began = time.perf_counter()
     X, y = train[0].astype(dtype), _targets(train[1], dtype)
     X_test, y_test = test[0].astype(dtype), _targets(test[1], dtype)
     rng, arch = np.random.default_rng(config.seed), config.arch
-    params, buffers, model = twins(config.layer_sizes, dtype, rng, arch)
+    if start is None:
+        params, buffers, model = twins(config.layer_sizes, dtype, rng, arch)
+    else:
+        params, buffers, model = start(dtype, rng)
     steps_per_epoch = math.ceil(len(X) / config.batch_size)
     steps = config.steps or steps_per_epoch
     batches = batch_sequence(len(X), config.batch_size, steps, rng)
@@ -289,13 +296,14 @@ def run_dtype(config, train, test, dtype):
             test_records, accuracy = evaluate_both(params, model, X_test, y_test, dtype, arch, buffers,
                                                    training, task=DATASETS[config.data].task)
             records += test_records
-    return Result(dtype, records, drift, accuracy, steps, time.perf_counter() - start, losses)
+    return Result(dtype, records, drift, accuracy, steps, time.perf_counter() - began, losses)
 
 
-def run(config, data=None, on_result=None):
+def run(config, data=None, on_result=None, start=None):
     """All of config.dtypes in order; data ((X, y), (X_test, y_test)) or None to read MNIST.
 
-    on_result(result) is called as each dtype finishes, so a program can print as it goes.
+    on_result(result) is called as each dtype finishes, so a program can print as it goes;
+    start, where given, makes both twins' first weights (see run_dtype).
     """
     scratch_model.check_layer_sizes(config.layer_sizes)
     train, test = load_data(config) if data is None else data
@@ -307,7 +315,7 @@ def run(config, data=None, on_result=None):
             check_targets(X_, y_, config.layer_sizes[0], config.layer_sizes[-1])
     results = []
     for dtype in config.dtypes:
-        results.append(run_dtype(config, train, test, dtype))
+        results.append(run_dtype(config, train, test, dtype, start))
         if on_result is not None:
             on_result(results[-1])
     return results

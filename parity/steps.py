@@ -52,21 +52,34 @@ class GivenMask(nn.Dropout):
         return x * self.mask  # N, H   kept units scaled by 1/(1-p), dropped ones 0
 
 
-def with_given_masks(model):
-    """A deep copy of the torchimpl MLP with every nn.Dropout replaced by a GivenMask.
+def dropout_names(model):
+    """Qualified names of the model's nn.Dropout modules in forward order: a torchimpl MLP's in
+    the order of .net; any other module's from the `dropout_modules` it carries (the order its
+    traced forward calls them, set by parity/module.py)."""
+    order = getattr(model, "dropout_modules", None)
+    if order is not None:
+        return list(order)
+    return [f"net.{index}" for index, module in enumerate(model.net) if isinstance(module, nn.Dropout)]
 
-    The original keeps its nn.Dropout (torchimpl is untouched); parity trains the copy.
+
+def with_given_masks(model):
+    """A deep copy of the model with every nn.Dropout replaced by a GivenMask.
+
+    The original keeps its nn.Dropout (torchimpl, or the reader's module, is untouched); parity
+    trains the copy.
     """
     twin = copy.deepcopy(model)
-    for index, module in enumerate(twin.net):
-        if isinstance(module, nn.Dropout) and not isinstance(module, GivenMask):
-            twin.net[index] = GivenMask(module.p)
+    for name in dropout_names(twin):
+        module = twin.get_submodule(name)
+        if not isinstance(module, GivenMask):
+            parent, _, attribute = name.rpartition(".")
+            setattr(twin.get_submodule(parent), attribute, GivenMask(module.p))
     return twin
 
 
 def set_masks(model, masks):
     """Hand hidden layer i's mask masks[i - 1] (NumPy, already scaled) to the i-th GivenMask."""
-    given = [m for m in model.net if isinstance(m, GivenMask)]
+    given = [module for module in map(model.get_submodule, dropout_names(model)) if isinstance(module, GivenMask)]
     if given and masks is None:
         raise ValueError("the model has dropout but no masks were given: draw them with draw_masks")
     for module, mask in zip(given, masks or []):
