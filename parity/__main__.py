@@ -17,7 +17,9 @@ pair's records under "core"); exits 1 if any tensor is out of tolerance, 2 on ba
 
 import argparse
 import dataclasses
+import json
 import math
+import sys
 
 from common import cli
 from common.cli import N_CLASSES, N_FEATURES
@@ -40,6 +42,12 @@ def build_parser():
                         help="write the study page instead: the core pair side by side, each row with the "
                              "figure measured for it, then the toolbox; one self-contained HTML file "
                              "(takes --dtype, --seed, --limit, --steps, --hidden, --lr, --batch-size)")
+    parser.add_argument("--module", metavar="FILE.py:NAME", default=None,
+                        help="compare your own PyTorch MLP instead: NAME is a class (built with no arguments) or "
+                             "a function returning an nn.Module, in FILE.py or in package.module; its structure is "
+                             "read from its forward with torch.fx and its own weights start both twins")
+    parser.add_argument("--module-args", metavar="JSON", default=None,
+                        help="keyword arguments for --module's class or function, as a JSON object")
     parser.add_argument("--steps", type=cli.positive_int, default=None, metavar="K",
                         help="training steps to compare (default: one epoch of the training images)")
     actions = {action.dest: action for action in parser._actions}
@@ -88,6 +96,22 @@ def plot_losses(results, path, title):
     plot_history(histories, path, title, x_label="step")
 
 
+def module_program(args, argv, config, data):
+    """python -m parity --module FILE.py:NAME: the reader's own module against the scratch network."""
+    from parity import module
+
+    n_train, n_test = len(data[0][0]), len(data[1][0])
+    result, config = module.main(args, sys.argv[1:] if argv is None else argv, config, data)
+    if args.json:
+        out = json.loads(report.to_json(config, result.results, n_train, n_test))
+        out.update(module=args.module, mapping=result.mapping, output=result.structure.output,
+                   verdicts=result.verdicts)
+        print(json.dumps(out))
+    else:
+        print("\n".join(result.verdicts + [report.summary(result.results)]))
+    return 0 if result.ok else 1
+
+
 def main(argv=None):
     parser = build_parser()
     args = cli.parse_args(parser, argv)
@@ -111,6 +135,8 @@ def main(argv=None):
     if args.steps is None and args.preset and config.data != "mnist":  # the chapter's whole run
         epochs = PRESETS[args.preset].settings.get("epochs", 1)
         config = dataclasses.replace(config, steps=epochs * math.ceil(n_train / config.batch_size))
+    if args.module:
+        return module_program(args, argv, config, (train, test))
     check_config(config, n_train)  # bad input is refused before anything is printed
     core_records, core_about = check_core_pair(config, train)
     if not args.json:
