@@ -2,18 +2,21 @@
 
 scratch/extras/checkpoint.py writes .npz files (arrays under scratch's names W1, b1, gamma1, ...,
 plus an "arch" JSON record); torchimpl/extras/checkpoint.py writes state_dicts with torch.save (a zip
-archive holding data.pkl and one raw file per storage). Each twin reads both. This module
-knows only names, shapes and bytes on disk: no NumPy, no torch.
+archive holding data.pkl and one raw file per storage). Each twin reads both, and any other
+Linear-only MLP's state_dict too, matched by the order and shapes of its layers (common/layout.py).
+This module knows only names, shapes and bytes on disk: no NumPy, no torch.
 """
 
 import json
 import os
+import pickletools
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
 from common.errors import InputError
-from common.layout import scratch_names
+from common.layout import is_mlp_keys, match_layers, scratch_names
 
 ARCH_KEY = "arch"  # the .npz member holding the JSON architecture record
 FORMAT = "mlp-twins model"
@@ -111,16 +114,63 @@ def torch_archive_layout(names, path):
     return prefix, byteorder if byteorder in names else None
 
 
-def scratch_keys(state_dict_keys, path):
-    """{state_dict key: scratch name} for a file's keys. Keys may be MLP.net's ('net.0.weight')
-    or a bare nn.Sequential's ('0.weight', as the chapters save them)."""
-    keys = list(state_dict_keys)
-    bare = bool(keys) and all(key.split(".")[0].isdigit() for key in keys)
-    full = {("net." + key if bare else key): key for key in keys}
+def scratch_keys(shapes, path, expected=None):
+    """({state_dict key: scratch name}, note or None) for a file's {key: shape tuple}.
+
+    torchimpl's own keys ('net.0.weight') are read off the names (common.layout.scratch_names).
+    Any other module's keys (fc1.weight; '1.weight' of an nn.Sequential behind nn.Flatten) are
+    matched to the model's [(scratch name, shape)] `expected` by the order and shapes of their
+    layers (common.layout.match_layers), and the note says which key went where.
+    """
+    if is_mlp_keys(shapes):
+        try:
+            return scratch_names(shapes), None
+        except ValueError as err:
+            raise InputError(f"{path} is not a state_dict of this MLP: {err}") from None
     try:
-        return {full[key]: name for key, name in scratch_names(full).items()}
+        names, by_shape = match_layers(shapes, expected)
     except ValueError as err:
-        raise InputError(f"{path} is not a state_dict of this MLP: {err}") from None
+        raise InputError(f"{path}: {err}") from None
+    how = " (its layers matched by shape: the file lists them in another order)" if by_shape else ""
+    return names, f"loaded {path}{how}: " + ", ".join(f"{key} -> {name}" for key, name in names.items())
+
+
+def note(line):
+    """A line about a load, on stderr: stdout stays the run's lines (and valid JSON with --json)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def pickled_module(path):
+    """The class ('mymodule.Net') of a whole nn.Module that torch.save(model) pickled into the
+    archive at `path`, read off the pickle's opcodes without running them; None for anything else.
+
+    A whole module pickles its class first (the top-level object), then its __dict__, whose keys
+    every nn.Module has: _parameters, _buffers, _modules.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            prefix, _ = torch_archive_layout(archive.namelist(), path)
+            data = archive.read(prefix + "data.pkl")
+    except (InputError, zipfile.BadZipFile, OSError, KeyError, ValueError):
+        return None
+    classes, strings, recent = [], set(), ["", ""]  # recent: the last two strings pushed
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":  # protocol 2, torch.save's: the argument is "module name"
+                classes.append(arg.replace(" ", "."))
+            elif op.name == "STACK_GLOBAL":  # protocol 4 and later: module and name pushed before it
+                classes.append(".".join(recent))
+            elif isinstance(arg, str):
+                recent = [recent[1], arg]
+                strings.add(arg)
+    except (ValueError, EOFError):  # a damaged pickle: the opcodes read so far still tell
+        pass
+    return classes[0] if classes and {"_parameters", "_buffers", "_modules"} <= strings else None
+
+
+def whole_module_error(path, module):
+    return InputError(f"{path} holds a whole pickled module ({module}), which cannot be loaded safely: "
+                      f"save model.state_dict() instead (torch.save(model.state_dict(), path))")
 
 
 # ----------------------------------------------------------------------------- checking

@@ -149,8 +149,9 @@ def build_parser(prog, description, device=False):
                         help="after training, write the model to PATH (scratch: .npz; torchimpl: a "
                              "state_dict via torch.save); the write is atomic")
     parser.add_argument("--load", metavar="PATH", default=None,
-                        help="start from the model in PATH, written by either twin (or a state_dict "
-                             "of the same nn.Sequential); it must fit the network the flags build")
+                        help="start from the model in PATH, written by either twin, or the state_dict of "
+                             "any Linear-only MLP (its tensors matched to the layers by order and shape, "
+                             "the mapping noted on stderr); it must fit the network the flags build")
     parser.add_argument("--plot", metavar="PATH", default=None,
                         help="after training, draw the per-epoch training loss and test accuracy "
                              "(test MSE for sum) into a PNG at PATH (needs matplotlib)")

@@ -334,9 +334,10 @@ def test_a_file_trained_with_another_activation_is_refused(tmp_path):
     (b"hello, not a model", "is not a model file"),
     (pickle.dumps({"net.0.weight": [1.0]}), "is not a model file"),  # torch's pre-1.6 format: not a zip
     (None, "is not a model file"),  # a zip archive of other files
-    ("whole", "torchimpl.toolbox.model.MLP is not part of a state_dict"),
+    ("whole", "holds a whole pickled module (torchimpl.toolbox.model.MLP), which cannot be loaded safely: "
+              "save model.state_dict() instead (torch.save(model.state_dict(), path))"),
     ("nested", "holds a dict, not a state_dict of tensors: save model.state_dict()"),
-    ("keys", "is not a state_dict of this MLP: tensor 'fc1.weight' is not part of an MLP state_dict"),
+    ("keys", "model.pt: fc1.weight (2, 2): neither a Linear (weight 2-D, bias 1-D, one per row) nor a BatchNorm1d"),
 ])
 def test_a_file_that_is_not_a_model_file_is_a_clear_error_on_both(content, message, tmp_path):
     path = tmp_path / "model.pt"

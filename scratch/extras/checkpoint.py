@@ -3,7 +3,8 @@
 Twin: torchimpl/extras/checkpoint.py. save() writes the parameters and batch norm buffers under
 scratch's names (W1, b1, gamma1, beta1, running_mean1, ...), in state_dict order, plus an
 "arch" JSON record (layer sizes, activation, options, dtype), atomically. load() reads either
-twin's file into existing arrays, checking every name and shape first.
+twin's file, or any Linear-only MLP's state_dict (matched by the order and shapes of its layers,
+with a note of the mapping on stderr), into existing arrays, checking every name and shape first.
 
 A torch.save file is a zip archive: <prefix>/data.pkl is a pickle of the state_dict whose
 tensors are calls to torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...) and
@@ -132,6 +133,9 @@ def read_torch_file(path):
         raise
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, TypeError,
             AttributeError, IndexError, KeyError, OSError) as err:
+        module = files.pickled_module(path) if isinstance(err, pickle.UnpicklingError) else None
+        if module:  # torch.save(model): the class was refused above, before anything ran
+            raise files.whole_module_error(path, module) from None
         raise InputError(f"{path} is not a state_dict of tensors: {err}") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, np.ndarray)
                                                for k, v in state.items()):
@@ -141,12 +145,19 @@ def read_torch_file(path):
 
 
 def read(path):
-    """({scratch name: array} in the file's order, arch record or None) from either twin's file."""
+    """({scratch name: array} in the file's order, arch record or None) from either twin's file;
+    another module's state_dict has its layers named in the file's order."""
+    arrays, record, _ = _read(path)
+    return arrays, record
+
+
+def _read(path, expected=None):
+    """read(), matching another module's state_dict to the model's [(name, shape)], and its note."""
     if files.file_kind(path) == "npz":
-        return read_npz(path)
+        return (*read_npz(path), None)
     state = read_torch_file(path)
-    names = files.scratch_keys(state, path)
-    return {names[key]: value for key, value in state.items()}, None
+    names, note = files.scratch_keys({key: value.shape for key, value in state.items()}, path, expected)
+    return {names[key]: value for key, value in state.items()}, None, note
 
 
 # ----------------------------------------------------------------------------- save and load
@@ -172,17 +183,23 @@ def save(path, model):
 
 
 def load(path, model):
-    """Copy the model in `path` (either twin's format) into a Network's params and buffers, in place.
+    """Copy the model in `path` (either twin's format, or any Linear-only MLP's state_dict)
+    into a Network's params and buffers, in place.
 
     Every name and shape is checked before anything is copied: a file made for another
-    architecture raises InputError naming the first tensor that differs. Values are cast to
-    the arrays' dtype. model.arch is checked against the .npz's record.
+    architecture raises InputError naming the first tensor that differs. Another module's
+    state_dict is matched by the order and shapes of its layers (common/layout.py), and a
+    one-line note of the mapping goes to stderr. Values are cast to the arrays' dtype.
+    model.arch is checked against the .npz's record.
     """
     params, buffers, arch = model.params, model.buffers, model.arch
-    arrays, record = read(path)
     keys = _layout(params, arch)
     targets = {**params, **buffers}
     expected = [(name, np.shape(targets[name])) for name in keys if name in targets]
+    arrays, record, note = _read(path, expected)
+    if note:  # another module's file: a batch norm's counter may be absent (kept as it is)
+        expected = [(name, shape) for name, shape in expected
+                    if name in arrays or not name.startswith("num_batches_tracked")]
     files.check_tensors(expected, [(name, a.shape) for name, a in arrays.items()], path,
                         lambda name: keys.get(name, "?"))
     files.check_arch(record, arch.activation, arch.sigmoid_output, path)
@@ -193,4 +210,6 @@ def load(path, model):
             value = arrays[name]
             counter = name.startswith("num_batches_tracked")
             buffers[name] = int(value) if counter else value.astype(targets[name].dtype)
+    if note:
+        files.note(note)
     return record

@@ -1,10 +1,11 @@
 """Save and load the PyTorch twin's model: torch.save'd state_dicts, and the NumPy twin's .npz.
 
 Twin: scratch/extras/checkpoint.py. save() writes model.state_dict() with torch.save, the chapters'
-idiom, atomically; load() reads either twin's file into the model, checking every name and
-shape first. A .npz holds scratch's names (W1, b1, gamma1, running_mean1, ...), mapped to this
-model's state_dict keys by common/layout.py; torch.load runs with weights_only=True, so a file
-can hold tensors but no code. Try it:
+idiom, atomically; load() reads either twin's file, or any Linear-only MLP's state_dict (matched
+by the order and shapes of its layers, with a note of the mapping on stderr), into the model,
+checking every name and shape first. A .npz holds scratch's names (W1, b1, gamma1,
+running_mean1, ...), mapped to this model's state_dict keys by common/layout.py; torch.load runs
+with weights_only=True, so a file can hold tensors but no code. Try it:
     python -m torchimpl.train --preset student --save student.pt
     python -m scratch.train --preset student --load student.pt --epochs 0
 """
@@ -41,6 +42,9 @@ def read_torch_file(path):
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError,
             TypeError, AttributeError, KeyError, OSError) as err:
+        module = files.pickled_module(path) if isinstance(err, pickle.UnpicklingError) else None
+        if module:  # torch.save(model): weights_only refused its class, before anything ran
+            raise files.whole_module_error(path, module) from None
         found = re.search(r"GLOBAL ([\w.]+)", str(err))  # torch names the global it refused
         lines = str(err).strip().splitlines() or [type(err).__name__]
         why = f"{found.group(1)} is not part of a state_dict" if found else lines[0]
@@ -53,12 +57,19 @@ def read_torch_file(path):
 
 
 def read(path):
-    """({scratch name: tensor} in the file's order, arch record or None) from either twin's file."""
+    """({scratch name: tensor} in the file's order, arch record or None) from either twin's file;
+    another module's state_dict has its layers named in the file's order."""
+    tensors, record, _ = _read(path)
+    return tensors, record
+
+
+def _read(path, expected=None):
+    """read(), matching another module's state_dict to the model's [(name, shape)], and its note."""
     if files.file_kind(path) == "npz":
-        return read_npz(path)
+        return (*read_npz(path), None)
     state = read_torch_file(path)
-    names = files.scratch_keys(state, path)
-    return {names[key]: value for key, value in state.items()}, None
+    names, note = files.scratch_keys({key: tuple(value.shape) for key, value in state.items()}, path, expected)
+    return {names[key]: value for key, value in state.items()}, None, note
 
 
 # ----------------------------------------------------------------------------- save and load
@@ -71,21 +82,30 @@ def save(path, model):
 
 
 def load(path, model):
-    """Load the model in `path` (either twin's format) into `model`, on its device and dtype.
+    """Load the model in `path` (either twin's format, or any Linear-only MLP's state_dict) into
+    `model`, on its device and dtype.
 
     Every name and shape is checked before anything is copied: a file made for another
-    architecture raises InputError naming the first tensor that differs. The .npz's record is
-    checked against the model's activation and output layer.
+    architecture raises InputError naming the first tensor that differs. Another module's
+    state_dict is matched by the order and shapes of its layers (common/layout.py), and a
+    one-line note of the mapping goes to stderr. The .npz's record is checked against the
+    model's activation and output layer.
     """
-    tensors, record = read(path)
     own = model.state_dict()
     names = scratch_names(own)  # own key -> scratch name
     keys = {name: key for key, name in names.items()}
     expected = [(names[key], tuple(value.shape)) for key, value in own.items()]
+    tensors, record, note = _read(path, expected)
+    if note:  # another module's file: a batch norm's counter may be absent (kept as it is)
+        expected = [(name, shape) for name, shape in expected
+                    if name in tensors or not name.startswith("num_batches_tracked")]
     files.check_tensors(expected, [(name, tuple(t.shape)) for name, t in tensors.items()], path,
                         lambda name: keys.get(name, "?"))
     files.check_arch(record, _activation(model), isinstance(model.net[-1], torch.nn.Sigmoid), path)
-    model.load_state_dict({keys[name]: tensors[name].to(own[keys[name]].dtype) for name, _ in expected})
+    model.load_state_dict({key: tensors[names[key]].to(value.dtype) if names[key] in tensors else value
+                           for key, value in own.items()})
+    if note:
+        files.note(note)
     return record
 
 
