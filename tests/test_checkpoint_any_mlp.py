@@ -25,6 +25,7 @@ from scratch.extras import checkpoint as scratch_ckpt
 from scratch.toolbox.model import Arch, Network, forward, init_buffers, init_params
 from torchimpl.extras import checkpoint as torch_ckpt
 from torchimpl.toolbox.model import MLP
+from test_trace import ModuleListNet as ListNet  # keys layers.0.weight, layers.1.weight, ...
 
 ROOT = Path(__file__).resolve().parent.parent
 N_TEST = 500  # test images compared one by one in process
@@ -55,19 +56,6 @@ def flatten_sequential(sizes):
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         modules += [nn.Linear(fan_in, fan_out), nn.ReLU()]
     return nn.Sequential(*modules[:-1])
-
-
-class ListNet(nn.Module):
-    """A ModuleList built from the widths: keys layers.0.weight, layers.1.weight, ..."""
-
-    def __init__(self, sizes):
-        super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-
-    def forward(self, x):
-        for layer in self.layers[:-1]:
-            x = torch.relu(layer(x))
-        return self.layers[-1](x)
 
 
 class BatchNormNet(nn.Module):
