@@ -7,8 +7,9 @@
 
 Backends: numpy (scratch/), torch-cpu (DataLoader), torch-cpu-resident, and where CUDA is
 available torch-cuda (DataLoader), torch-cuda-resident and torch-cuda-graph. Results go to
-benchmarks/results/ (--out) as MACHINE.json, MACHINE.md and MACHINE-*.png, MACHINE being a slug
-of the GPU's or the CPU's name; a sweep's files are named MACHINE-sweep. Progress goes to stderr.
+benchmarks/results/ under the current folder (--out) as MACHINE.json, MACHINE.md and
+MACHINE-*.png, MACHINE being a slug of the GPU's or the CPU's name; a sweep's files are named
+MACHINE-sweep. Progress goes to stderr.
 The way each backend is measured is in benchmarks/runner.py.
 """
 
@@ -32,7 +33,9 @@ PROG = "python -m benchmarks"
 DEFAULT_HIDDEN, DEFAULT_BATCH = [128, 64], 64
 DEFAULT_RUNS, SWEEP_RUNS, QUICK_RUNS = 5, 3, 1
 QUICK_IMAGES = 4096
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+# Relative to the working folder: from a clone's root that is the committed benchmarks/results/,
+# and an installed copy writes where it is run, never into site-packages.
+DEFAULT_OUT = Path("benchmarks", "results")
 
 SWEEP_BATCHES = [64, 256, 1024]
 # Images per epoch in the sweep, per width: NumPy on 2 cores runs at roughly 100 GFLOP/s, and a
@@ -74,7 +77,8 @@ def build_parser():
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="folder with the MNIST .gz files")
     parser.add_argument("--json", action="store_true", help="print the run as one JSON object on stdout")
     parser.add_argument("--out", default=None, metavar="DIR",
-                        help="folder for the report files (default: benchmarks/results)")
+                        help="folder for the report files "
+                             "(default: benchmarks/results under the current folder)")
     parser.add_argument("--no-save", action="store_true", help="write no files")
     return parser
 

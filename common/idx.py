@@ -8,13 +8,32 @@ byte, ND = number of dimensions), ND big-endian uint32 sizes, then one byte per 
 
 import gzip
 import hashlib
+import importlib.resources
 import math
 import struct
 from pathlib import Path
 
 from common.errors import InputError
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "mnist"
+# The repository keeps MNIST in data/mnist/; pyproject.toml installs that folder as the package
+# mlp_twins_data (a name no other distribution uses), so a wheel carries the files too.
+DATA_PACKAGE = "mlp_twins_data"
+REPO_DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "mnist"
+
+
+def shipped_data_dir():
+    """The folder of the MNIST files that ship with mlp-twins: the installed package
+    mlp_twins_data (a wheel, `pip install .` or an editable install), else data/mnist/ of the
+    clone that this file lies in (running from a clone with nothing installed)."""
+    try:
+        root = importlib.resources.files(DATA_PACKAGE)
+    except ModuleNotFoundError:
+        return REPO_DATA_DIR
+    # A package on disk is a Path; one inside a zip file is not, and has no folder to read.
+    return Path(root) if isinstance(root, Path) and root.is_dir() else REPO_DATA_DIR
+
+
+DEFAULT_DATA_DIR = shipped_data_dir()
 
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -40,7 +59,8 @@ SHA256 = {
 
 IMAGE_MAGIC, LABEL_MAGIC = 0x00000803, 0x00000801
 HOW_TO_GET = (
-    "the repository carries MNIST under data/mnist/ (run from a clone, or pass --data-dir); "
+    "mlp-twins ships MNIST (data/mnist/ in a clone, the package mlp_twins_data once installed), "
+    "or pass --data-dir with a folder holding the files; "
     "the original files are train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
     "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz"
 )
