@@ -2,10 +2,13 @@
 
 Twin of scratch/data.py. Where torchvision imports, load_mnist reads the files through
 torchvision.datasets.MNIST; otherwise through torch.frombuffer. Both give the same tensors,
-and the same numbers as the NumPy twin (tests/test_data.py checks that). Try it:
+and the same numbers as the NumPy twin (tests/test_data.py and tests/test_torchvision.py check
+that). A torchvision that is installed but does not import (built for another torch: "operator
+torchvision::nms does not exist") is said once on stderr; asked for, it is an error. Try it:
     python -c "from torchimpl.data import load_mnist; X, y = load_mnist(); print(X.shape, y[:10])"
 """
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,6 +19,10 @@ from common.errors import InputError
 from common.idx import FILES, IMAGE_MAGIC, LABEL_MAGIC, mnist_paths, parse_header, read_raw, read_verified
 
 # N examples, D features (784 = 28 * 28 pixels), C classes
+
+# Which reader load_mnist used last, for a run header: "torchvision.datasets.MNIST (torchvision
+# 0.29.1)" or "torch.frombuffer (...why not torchvision...)"; None before the first call.
+last_reader = None
 
 # ----------------------------------------------------------------------------- reading files
 
@@ -30,28 +37,75 @@ def read_idx(path):
     return _as_tensor(read_raw(path), path)
 
 
+# (torchvision.datasets or None, the import error or None): tried once per process, since a
+# failed `import torchvision` leaves half its modules behind and a second try is no better.
+_torchvision = None
+_fallback_said = False
+
+
+def _import_torchvision():
+    global _torchvision
+    if _torchvision is None:
+        try:
+            from torchvision import datasets
+        except Exception as err:  # not installed, or built for another torch
+            _torchvision = None, err
+        else:
+            _torchvision = datasets, None
+    return _torchvision
+
+
+def _first_line(err):
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+def _not_installed(err):
+    return isinstance(err, ModuleNotFoundError) and err.name == "torchvision"
+
+
 def torchvision_datasets():
     """torchvision.datasets if torchvision imports with this torch build, else None."""
-    try:
-        from torchvision import datasets
-    except Exception:  # not installed, or built for another torch ("torchvision::nms does not exist")
+    return _import_torchvision()[0]
+
+
+def _pick_reader(use_torchvision):
+    """torchvision.datasets, or None for torch.frombuffer. Says once on stderr why an installed
+    torchvision is passed over; raises InputError (from the import error) if it was asked for."""
+    global last_reader, _fallback_said
+    if use_torchvision is not None and not use_torchvision:
+        last_reader = "torch.frombuffer (use_torchvision=False)"
         return None
-    return datasets
+    datasets, err = _import_torchvision()
+    if datasets is not None:
+        version = sys.modules["torchvision"].__version__
+        last_reader = f"torchvision.datasets.MNIST (torchvision {version})"
+        return datasets
+    why = _first_line(err)
+    last_reader = f"torch.frombuffer (torchvision does not import: {why})"
+    if use_torchvision:
+        raise InputError(f"torchvision was asked for but does not import ({why}): install the "
+                         f"torchvision built for torch {torch.__version__}, or leave "
+                         f"use_torchvision unset") from err
+    if not _not_installed(err) and not _fallback_said:  # torchvision is optional: absent, say nothing
+        _fallback_said = True
+        print(f"torchimpl.data: torchvision is installed but does not import ({why}); reading "
+              f"MNIST with torch.frombuffer instead (install the torchvision built for torch "
+              f"{torch.__version__} to use it)", file=sys.stderr, flush=True)
+    return None
 
 
 def load_mnist(data_dir=None, split="train", use_torchvision=None):
     """Return (X, y): X float32 (N, 784) with pixels scaled to [0, 1], y int64 (N,).
 
-    Checksums are verified first. use_torchvision: None picks torchvision when it imports.
+    Each file is read once and its checksum verified. use_torchvision: None picks torchvision
+    when it imports, True insists on it (InputError if it does not import), False never uses it.
     """
     paths = mnist_paths(data_dir, split)
+    datasets = _pick_reader(use_torchvision)
     raws = [read_verified(path) for path in paths]
-    datasets = torchvision_datasets() if use_torchvision in (None, True) else None
-    if use_torchvision and datasets is None:
-        raise InputError("torchvision was asked for but does not import: pip install torchvision "
-                         "built for this torch, or leave use_torchvision unset")
     if datasets is not None:
-        images, labels = _load_with_torchvision(datasets, data_dir, split)
+        images, labels = _load_with_torchvision(datasets, raws, split)
     else:
         images = _as_tensor(raws[0], paths[0], IMAGE_MAGIC)  # N, 28, 28
         labels = _as_tensor(raws[1], paths[1], LABEL_MAGIC)  # N
@@ -63,14 +117,17 @@ def load_mnist(data_dir=None, split="train", use_torchvision=None):
     return X, y
 
 
-def _load_with_torchvision(datasets, data_dir, split):
-    """torchvision.datasets.MNIST wants the four files unzipped under ROOT/MNIST/raw/."""
+def _load_with_torchvision(datasets, raws, split):
+    """torchvision.datasets.MNIST reads ROOT/MNIST/raw/, unzipped. The split's two files go there
+    from the bytes already verified; the other split's two are left empty: MNIST checks only that
+    all four exist and reads the two of its split, so a folder holding one split works."""
     with tempfile.TemporaryDirectory() as root:
         raw_dir = Path(root) / "MNIST" / "raw"
         raw_dir.mkdir(parents=True)
         for name in FILES["train"] + FILES["test"]:
-            path = Path(mnist_paths(data_dir, "train" if name.startswith("train") else "test")[0]).parent / name
-            (raw_dir / name.removesuffix(".gz")).write_bytes(read_verified(path))
+            (raw_dir / name.removesuffix(".gz")).touch()
+        for name, raw in zip(FILES[split], raws):
+            (raw_dir / name.removesuffix(".gz")).write_bytes(raw)
         ds = datasets.MNIST(root, train=(split == "train"), download=False)
         return ds.data.clone(), ds.targets.clone()
 
