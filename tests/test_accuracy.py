@@ -11,14 +11,21 @@ import statistics
 
 import numpy as np
 import pytest
-import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 import scratch.mlp
 import scratch.train
-import torchimpl.mlp
-import torchimpl.train
 from scratch.data import load_mnist
+
+try:  # the torch twin, for the cases marked torch; scratch's run without it (conftest.py)
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import torchimpl.mlp
+    import torchimpl.train as torch_train
+except ModuleNotFoundError as missing:
+    if missing.name != "torch":
+        raise
+    torch = DataLoader = TensorDataset = torchimpl = torch_train = None
 
 SIZES, SEEDS = [784, 128, 64, 10], range(10)
 
@@ -47,13 +54,15 @@ def one_epoch_torch(mnist, seed):
     return torchimpl.mlp.evaluate(model, DataLoader(TensorDataset(X_test, y_test), 1000))
 
 
-@pytest.mark.parametrize("one_epoch", [one_epoch_scratch, one_epoch_torch], ids=["scratch", "torchimpl"])
+@pytest.mark.parametrize("one_epoch", [one_epoch_scratch, pytest.param(one_epoch_torch, marks=pytest.mark.torch)],
+                         ids=["scratch", "torchimpl"])
 def test_one_epoch_reaches_95_percent_test_accuracy_in_the_median_over_ten_seeds(mnist, one_epoch):
     accuracies = [one_epoch(mnist, seed) for seed in SEEDS]
     assert statistics.median(accuracies) >= 0.95, accuracies
 
 
-@pytest.mark.parametrize("program", [scratch.train, torchimpl.train], ids=["scratch", "torchimpl"])
+@pytest.mark.parametrize("program", [scratch.train, pytest.param(torch_train, marks=pytest.mark.torch)],
+                         ids=["scratch", "torchimpl"])
 def test_twenty_epochs_with_the_defaults_reach_97_5_percent(program, capsys):
     assert program.main(["--json"]) == 0
     last = json.loads(capsys.readouterr().out.splitlines()[-1])

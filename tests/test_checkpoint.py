@@ -10,20 +10,28 @@ import zipfile
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 import scratch.train
-import torchimpl.train
 from common.errors import InputError
 from scratch.extras import checkpoint as scratch_ckpt
 from scratch.data import load_mnist
 from scratch.toolbox.model import Arch, Network, forward, init_buffers, init_params, predict
 from scratch.toolbox.optim import SGD
-from torchimpl.extras import checkpoint as torch_ckpt
-from torchimpl.toolbox.model import MLP
+
+try:  # the torch twin, for the tests marked torch; scratch's own run without it (conftest.py)
+    import torch
+    from torch import nn
+
+    import torchimpl.train
+    from torchimpl.extras import checkpoint as torch_ckpt
+    from torchimpl.toolbox.model import MLP
+except ModuleNotFoundError as missing:
+    if missing.name != "torch":
+        raise
+    torch = nn = torchimpl = torch_ckpt = MLP = None
 
 SIZES = [784, 32, 16, 10]
+TORCH_DTYPES = [torch.float32, torch.float64] if torch else [None, None]  # for a test marked torch
 
 
 pytestmark = pytest.mark.usefixtures("one_thread_per_library")
@@ -45,9 +53,9 @@ def network(params, buffers, arch=Arch()):
     return Network(params, arch, buffers)
 
 
-def torch_model(sizes=SIZES, dtype=torch.float32, **options):
+def torch_model(sizes=SIZES, dtype=None, **options):
     torch.manual_seed(1)
-    return MLP(sizes, **options).to(dtype)
+    return MLP(sizes, **options).to(torch.float32 if dtype is None else dtype)
 
 
 def trained_torch_model(dtype, batchnorm=True, dropout=0.0):
@@ -62,7 +70,8 @@ def trained_torch_model(dtype, batchnorm=True, dropout=0.0):
 # ----------------------------------------------------------------------------- torch's format without torch
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
 def test_scratch_reads_a_torch_state_dict_exactly_buffers_and_counter_included(dtype, tmp_path):
     model = trained_torch_model(dtype)
     torch_ckpt.save(tmp_path / "m.pt", model)
@@ -75,6 +84,7 @@ def test_scratch_reads_a_torch_state_dict_exactly_buffers_and_counter_included(d
     assert arrays["net.1.num_batches_tracked"].dtype == np.int64 and arrays["net.1.num_batches_tracked"] == 3
 
 
+@pytest.mark.torch
 def test_tensors_that_view_a_shared_storage_with_offset_and_strides_are_rebuilt(tmp_path):
     base = torch.arange(60, dtype=torch.float64).reshape(6, 10)
     state = {"net.0.weight": base[1:4, ::3], "net.0.bias": base[5, 2:5], "half": torch.ones(2, dtype=torch.float16),
@@ -85,6 +95,7 @@ def test_tensors_that_view_a_shared_storage_with_offset_and_strides_are_rebuilt(
         assert arrays[key].dtype == value.numpy().dtype and np.array_equal(arrays[key], value.numpy()), key
 
 
+@pytest.mark.torch
 def test_reading_a_torch_file_never_imports_torch(tmp_path):
     torch_ckpt.save(tmp_path / "m.pt", trained_torch_model(torch.float32))
     code = ("import sys; sys.modules['torch'] = None\n"
@@ -98,6 +109,7 @@ def test_reading_a_torch_file_never_imports_torch(tmp_path):
     assert result.stdout.split() == ["net.0.bias", "3"]
 
 
+@pytest.mark.torch
 def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
     class Evil:
         def __reduce__(self):
@@ -118,6 +130,7 @@ def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
 # ----------------------------------------------------------------------------- each twin loads the other's
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_torch_file_into_scratch_and_npz_into_torch_give_the_same_outputs(dtype, tmp_path):
     model = trained_torch_model(getattr(torch, dtype), dropout=0.1)
@@ -146,6 +159,7 @@ def _with_dropout(key):
     return "net.{}.{}".format({0: 0, 1: 1, 3: 4, 4: 5, 6: 8}[int(index)], field)
 
 
+@pytest.mark.torch
 def test_a_bare_sequential_state_dict_as_the_chapters_save_it_loads_on_both(tmp_path):
     chapter = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1), nn.Sigmoid())
     torch.save(chapter.state_dict(), tmp_path / "mlp_student.pth")
@@ -157,6 +171,7 @@ def test_a_bare_sequential_state_dict_as_the_chapters_save_it_loads_on_both(tmp_
     assert torch.equal(model.net[2].weight, chapter[2].weight)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_a_model_trained_on_one_twin_predicts_the_same_classes_on_the_other(dtype, mnist, tmp_path):
     (X, y), (X_test, y_test) = mnist
@@ -186,6 +201,7 @@ def test_a_model_trained_on_one_twin_predicts_the_same_classes_on_the_other(dtyp
     assert (expected == y_test).mean() > 0.3  # trained: three times chance after 47 steps
 
 
+@pytest.mark.torch
 def test_the_programs_carry_a_model_across_twins_from_the_command_line(tmp_path):
     """As a user runs them: scratch trains and saves, torchimpl loads and evaluates the same
     model; a model for another network is a one-line error with exit status 2."""
@@ -208,6 +224,7 @@ def test_the_programs_carry_a_model_across_twins_from_the_command_line(tmp_path)
                                        "(--hidden, --preset)")
 
 
+@pytest.mark.torch
 def test_save_and_load_flags_in_process_on_both_twins(tmp_path, capsys):
     for program, other, suffix in ((scratch.train, torchimpl.train, "npz"), (torchimpl.train, scratch.train, "pt")):
         path = tmp_path / f"student.{suffix}"
@@ -234,7 +251,7 @@ def half_then_fail(f, *args, **kwargs):
     raise Interrupted("the writer died midway")
 
 
-@pytest.mark.parametrize("twin", ["scratch", "torchimpl"])
+@pytest.mark.parametrize("twin", ["scratch", pytest.param("torchimpl", marks=pytest.mark.torch)])
 @pytest.mark.parametrize("existing", [False, True])
 def test_an_interrupted_save_leaves_the_target_as_it_was(twin, existing, tmp_path, monkeypatch):
     target = tmp_path / "model.bin"
@@ -274,6 +291,7 @@ def test_a_save_replaces_an_older_file_whole(tmp_path):
     assert os.listdir(tmp_path) == ["m.npz"]
 
 
+@pytest.mark.torch
 def test_saving_into_a_missing_folder_is_refused_before_training(tmp_path):
     for program in (scratch.train, torchimpl.train):
         with pytest.raises(InputError, match="the folder .*nowhere does not exist"):
@@ -296,6 +314,7 @@ def both_loads(path, sizes=SIZES, batchnorm=False, activation="relu"):
     return messages
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("saved_by", ["scratch", "torchimpl"])
 @pytest.mark.parametrize("sizes, batchnorm, message", [
     ([784, 32, 10], False, "tensor W2 (net.2.weight) has shape (16, 32) in the file but (10, 32) in the model"),
@@ -315,6 +334,7 @@ def test_a_file_for_another_architecture_names_the_first_tensor_that_differs(sav
     assert message in messages[0] and "the file was made for another architecture" in messages[0]
 
 
+@pytest.mark.torch
 def test_a_file_with_batch_norm_into_a_plain_model_names_the_extra_tensor(tmp_path):
     scratch_ckpt.save(tmp_path / "bn.npz", network(*scratch_model(SIZES, batchnorm=True), Arch(batchnorm=True)))
     messages = both_loads(tmp_path / "bn.npz")
@@ -322,6 +342,7 @@ def test_a_file_with_batch_norm_into_a_plain_model_names_the_extra_tensor(tmp_pa
     assert "the file holds tensor gamma1 (32,), which the model has no place for" in messages[0]
 
 
+@pytest.mark.torch
 def test_a_file_trained_with_another_activation_is_refused(tmp_path):
     scratch_ckpt.save(tmp_path / "tanh.npz", network(*scratch_model(SIZES), Arch("tanh")))
     messages = both_loads(tmp_path / "tanh.npz")
@@ -329,6 +350,7 @@ def test_a_file_trained_with_another_activation_is_refused(tmp_path):
                for m in messages)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("content, message", [
     (b"", "is not a model file"),
     (b"hello, not a model", "is not a model file"),

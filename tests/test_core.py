@@ -71,7 +71,8 @@ def test_the_core_has_no_option_branches_and_no_dispatch_tables(twin):
         assert not used, f"{CORE[twin]} uses {used}: options belong to the toolbox"
 
 
-@pytest.mark.parametrize("core, program", [("scratch.mlp", "scratch.train"), ("torchimpl.mlp", "torchimpl.train")])
+@pytest.mark.parametrize("core, program", [("scratch.mlp", "scratch.train"),
+                                           pytest.param("torchimpl.mlp", "torchimpl.train", marks=pytest.mark.torch)])
 def test_the_core_program_prints_what_the_training_program_prints_with_its_defaults(core, program):
     """The toolbox builds on the core: with every option at its default, the configurable
     program trains the very same network on the very same batches."""
@@ -83,7 +84,7 @@ def test_the_core_program_prints_what_the_training_program_prints_with_its_defau
                                           f"1000 train / 10000 test images"
 
 
-@pytest.mark.parametrize("core", ["scratch.mlp", "torchimpl.mlp"])
+@pytest.mark.parametrize("core", ["scratch.mlp", pytest.param("torchimpl.mlp", marks=pytest.mark.torch)])
 def test_the_core_program_refuses_the_toolbox_flags(core):
     """The core has a handful of flags (tests/test_programs.py checks their bad values); the
     toolbox's belong to python -m scratch.train and torchimpl.train."""

@@ -1,21 +1,30 @@
 """The MNIST loaders of both twins: real files, identical arrays, minibatches, bad files."""
 
+import collections
+import functools
 import gzip
+import pathlib
 import shutil
 import struct
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import scratch.data as sd
 import scratch.train
 from scratch import mlp
-import torchimpl.data as td
 from common.errors import InputError
 from common.idx import DEFAULT_DATA_DIR, FILES, IMAGE_MAGIC, LABEL_MAGIC
+
+try:  # the torch twin, for the tests and cases marked torch; scratch's run without it (conftest.py)
+    import torch
+    import torchimpl.data as td
+except ModuleNotFoundError as missing:
+    if missing.name != "torch":
+        raise
+    torch = td = None
 
 # ----------------------------------------------------------------------------- the real files
 
@@ -47,6 +56,7 @@ def test_training_pixel_mean_is_the_well_known_0_1307(scratch_train):
     assert abs(X.mean(dtype=np.float64) - 0.1307) < 5e-5
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_both_twins_load_identical_arrays(split):
     X, y = sd.load_mnist(None, split)
@@ -55,20 +65,56 @@ def test_both_twins_load_identical_arrays(split):
     assert np.array_equal(X, Xt.numpy()) and np.array_equal(y, yt.numpy())
 
 
-def test_torchvision_reader_matches_the_frombuffer_reader():
-    if td.torchvision_datasets() is None:
-        pytest.skip("torchvision does not import with this torch build")
-    Xv, yv = td.load_mnist(None, "test", use_torchvision=True)
-    Xb, yb = td.load_mnist(None, "test", use_torchvision=False)
-    assert torch.equal(Xv, Xb) and torch.equal(yv, yb)
+# The torchvision reader is tested in tests/test_torchvision.py, where torchvision imports.
 
 
-@pytest.mark.parametrize("twin", [sd, td], ids=["scratch", "torchimpl"])
+@pytest.mark.parametrize("twin", [sd, pytest.param(td, marks=pytest.mark.torch)], ids=["scratch", "torchimpl"])
 def test_read_idx_returns_the_header_dimensions_as_uint8(twin):
     images = twin.read_idx(DEFAULT_DATA_DIR / FILES["test"][0])
     labels = twin.read_idx(DEFAULT_DATA_DIR / FILES["test"][1])
     assert tuple(images.shape) == (10000, 28, 28) and tuple(labels.shape) == (10000,)
     assert str(images.dtype).endswith("uint8") and int(labels[0]) == 7  # the first test digit is a 7
+
+
+# ----------------------------------------------------------------------------- one split, each file once
+
+READERS = pytest.mark.parametrize("load", [
+    sd.load_mnist,
+    pytest.param(functools.partial(td.load_mnist, use_torchvision=False) if td else None, marks=pytest.mark.torch),
+], ids=["scratch", "torchimpl-frombuffer"])
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """How many times each MNIST file is read from disk (Path.read_bytes, which read_verified
+    uses), by file name, counting only the files of the folder load_mnist is given."""
+    counts, real = collections.Counter(), pathlib.Path.read_bytes
+
+    def counting(path):
+        if path.name in FILES["train"] + FILES["test"]:
+            counts[path.name] += 1
+        return real(path)
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", counting)
+    return counts
+
+
+@READERS
+def test_a_folder_holding_only_the_test_files_loads_the_test_split(load, tmp_path):
+    for name in FILES["test"]:
+        shutil.copy(DEFAULT_DATA_DIR / name, tmp_path / name)
+    X, y = load(tmp_path, "test")
+    X_all, y_all = load(None, "test")
+    assert np.array_equal(np.asarray(X), np.asarray(X_all)) and np.array_equal(np.asarray(y), np.asarray(y_all))
+    with pytest.raises(InputError, match="train-images-idx3-ubyte.gz is missing"):
+        load(tmp_path, "train")
+
+
+@READERS
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_each_file_of_the_split_is_read_once_and_the_other_split_never(load, split, reads):
+    load(None, split)
+    assert reads == {name: 1 for name in FILES[split]}
 
 
 # ----------------------------------------------------------------------------- minibatches
@@ -95,12 +141,14 @@ def test_minibatches_are_shuffled_reproducibly_and_differently_each_epoch():
     assert not np.array_equal(order(rng_a), first)  # the next epoch draws a new permutation
 
 
+@pytest.mark.torch
 def test_loader_keeps_the_last_partial_batch():
     X, y = torch.zeros(130, 784), torch.zeros(130, dtype=torch.int64)
     sizes = [len(yb) for _, yb in td.make_loader(X, y, 64, torch.Generator().manual_seed(0))]
     assert sizes == [64, 64, 2]
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("bad", [0, -3])
 def test_batch_size_must_be_positive(bad):
     X, y = np.zeros((4, 784), np.float32), np.zeros(4, np.int64)
@@ -112,7 +160,7 @@ def test_batch_size_must_be_positive(bad):
 
 # ----------------------------------------------------------------------------- bad files
 
-TWINS = pytest.mark.parametrize("twin", [sd, td], ids=["scratch", "torchimpl"])
+TWINS = pytest.mark.parametrize("twin", [sd, pytest.param(td, marks=pytest.mark.torch)], ids=["scratch", "torchimpl"])
 
 
 @TWINS

@@ -9,16 +9,22 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
 import scratch.train
-import torchimpl.train
 from common.estimator import HAVE_SKLEARN, NotFittedError
 from scratch.data import load_mnist
 from scratch.extras.estimator import MLPClassifier as ScratchMLP
-from torchimpl.extras.estimator import MLPClassifier as TorchMLP
 
-TWINS = [ScratchMLP, TorchMLP]
+try:  # the torch twin, for the tests marked torch; scratch's run without it (conftest.py)
+    import torch
+    import torchimpl.train as torch_train
+    from torchimpl.extras.estimator import MLPClassifier as TorchMLP
+except ModuleNotFoundError as missing:
+    if missing.name != "torch":
+        raise
+    torch = torch_train = TorchMLP = None
+
+TWINS = [ScratchMLP, pytest.param(TorchMLP, marks=pytest.mark.torch)]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # scikit-learn is an optional extra: without it the estimators still fit, predict and score
 # (the last test shows it), and only the tests of scikit-learn's own tools are skipped.
@@ -74,6 +80,7 @@ def test_get_params_set_params_and_clone(Estimator):
         model.set_params(width=3)
 
 
+@pytest.mark.torch
 def test_the_twins_take_the_same_parameters_but_the_device():
     ours, theirs = ScratchMLP().get_params(), TorchMLP().get_params()
     assert set(theirs) - set(ours) == {"device"} and set(ours) <= set(theirs)
@@ -89,10 +96,10 @@ def test_predicting_before_fit_raises_not_fitted(Estimator):
 @pytest.mark.parametrize("Estimator", TWINS)
 def test_the_same_random_state_gives_the_same_model_and_leaves_torch_alone(Estimator, blobs):
     X, y = blobs
-    before = torch.get_rng_state()
+    before = torch.get_rng_state() if torch else None  # without torch there is no torch state to disturb
     a = Estimator(hidden_layer_sizes=(8,), epochs=3, dropout=0.2, random_state=3).fit(X, y)
     b = Estimator(hidden_layer_sizes=(8,), epochs=3, dropout=0.2, random_state=3).fit(X, y)
-    assert torch.equal(torch.get_rng_state(), before)
+    assert torch is None or torch.equal(torch.get_rng_state(), before)
     assert np.array_equal(a.predict_proba(X), b.predict_proba(X)) and a.loss_curve_ == b.loss_curve_
     c = Estimator(hidden_layer_sizes=(8,), epochs=3, dropout=0.2, random_state=4).fit(X, y)
     assert a.loss_curve_ != c.loss_curve_
@@ -137,7 +144,8 @@ def test_works_inside_a_pipeline_and_a_grid_search(Estimator, mnist):
     assert search.score(X_test, y_test) > 0.7  # 32 steps on 1000 images per fold
 
 
-@pytest.mark.parametrize("Estimator, program", [(ScratchMLP, scratch.train), (TorchMLP, torchimpl.train)],
+@pytest.mark.parametrize("Estimator, program", [(ScratchMLP, scratch.train),
+                                                pytest.param(TorchMLP, torch_train, marks=pytest.mark.torch)],
                          ids=["scratch", "torchimpl"])
 def test_reaches_the_training_programs_accuracy_on_mnist(Estimator, program, mnist, capsys):
     """The chapter's 784-128-10 with Adam, as the mnist-adam preset runs it, on 4000 images:
@@ -192,6 +200,7 @@ def test_check_estimator_passes(Estimator):
     assert len([r for r in results if r["status"] == "passed"]) >= 50
 
 
+@pytest.mark.torch
 def test_without_scikit_learn_both_estimators_still_fit_predict_and_score():
     code = """
 import sys

@@ -8,8 +8,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from common.errors import InputError
 from scratch.mlp import linear_backward, linear_forward, relu_backward, relu_forward
@@ -17,7 +15,16 @@ from scratch.mlp import softmax_cross_entropy
 from scratch.toolbox.losses import cross_entropy
 from scratch.toolbox.model import backward, count_params, forward, init_params, layer_sizes_of, predict
 from scratch.toolbox.optim import SGD
-from torchimpl.toolbox.model import MLP
+
+try:  # the torch twin, for the tests marked torch; the others run without it (conftest.py)
+    import torch
+    from torch import nn
+
+    from torchimpl.toolbox.model import MLP
+except ModuleNotFoundError as missing:
+    if missing.name != "torch":
+        raise
+    torch = nn = MLP = None
 
 ARCHITECTURES = [[784, 128, 64, 10], [25, 16, 8, 2], [784, 10]]
 
@@ -102,6 +109,7 @@ def _ks_statistic(a, b):
     return np.abs(np.searchsorted(a, grid, "right") / len(a) - np.searchsorted(b, grid, "right") / len(b)).max()
 
 
+@pytest.mark.torch
 def test_init_weights_are_distributed_as_nn_linear_draws_them():
     fan_in, fan_out = 784, 256
     ours = init_params([fan_in, fan_out], np.random.default_rng(0), np.float64)["W1"].ravel()
@@ -116,6 +124,7 @@ def test_init_weights_are_distributed_as_nn_linear_draws_them():
         assert sample.min() > -bound and sample.max() < bound and sample.min() < -0.999 * bound
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("bad", [[784], [784, 0, 10], [784, -5, 10], [784, 2.5, 10]])
 def test_layer_widths_must_be_positive_whole_numbers(bad):
     with pytest.raises(InputError, match="positive whole number|at least an input"):
@@ -124,6 +133,7 @@ def test_layer_widths_must_be_positive_whole_numbers(bad):
         MLP(bad)
 
 
+@pytest.mark.torch
 def test_parameter_count_is_the_chapters_109386_on_both_twins():
     params = init_params([784, 128, 64, 10], np.random.default_rng(0))
     assert count_params(params) == 109386
@@ -146,6 +156,7 @@ def test_forward_and_backward_shapes_for_any_depth(sizes):
     assert predict(params, X).shape == (7,)
 
 
+@pytest.mark.torch
 def test_input_width_must_match_the_first_layer_on_both_twins():
     params = init_params([784, 10], np.random.default_rng(0))
     with pytest.raises(InputError, match=r"inputs have shape \(2, 783\) but the first layer expects \(N, 784\)"):
@@ -160,6 +171,7 @@ def test_forward_refuses_inputs_of_another_dtype():
         forward(params, np.zeros((1, 4)))
 
 
+@pytest.mark.torch
 def test_torch_mlp_equals_the_plain_sequential_form():
     torch.manual_seed(0)
     model = MLP([25, 16, 8, 2])

@@ -12,13 +12,20 @@ from functools import partial
 
 import numpy as np
 import pytest
-import torch
-from torch.nn import functional as F
 
-from parity.compare import errors
 from scratch import mlp
 from scratch.toolbox import model
 from scratch.mlp import linear_backward, linear_forward, relu_backward, relu_forward
+
+try:  # oracle 1, the tests marked torch; oracle 2 trusts no torch and runs without it (conftest.py)
+    import torch
+    from torch.nn import functional as F
+
+    from parity.compare import errors
+except ModuleNotFoundError as missing:
+    if missing.name != "torch":
+        raise
+    torch = F = errors = None
 
 # One layer in float64: a single BLAS call per output on each side, so a few ulps apart
 # (measured at most 1.7e-15); 1e-13 is the parity suite's one-batch float64 bound.
@@ -42,6 +49,7 @@ def upstream(rng, shape):
 # ----------------------------------------------------------------------------- per layer vs torch
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("N, D, H", [(1, 1, 1), (1, 7, 3), (64, 784, 128), (65, 64, 10)])
 def test_linear_forward_and_backward_match_autograd_with_a_random_upstream_gradient(N, D, H):
     rng = np.random.default_rng(N * 1000 + D + H)
@@ -59,6 +67,7 @@ def test_linear_forward_and_backward_match_autograd_with_a_random_upstream_gradi
         assert rel <= LAYER_TOL, f"linear {name}: relative error {rel:.2e} > {LAYER_TOL:g}"
 
 
+@pytest.mark.torch
 def test_relu_forward_and_backward_match_autograd_including_exact_zeros():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((33, 17))
@@ -74,6 +83,7 @@ def test_relu_forward_and_backward_match_autograd_including_exact_zeros():
     assert np.array_equal(dx, xt.grad.numpy())  # so is the masked copy of dout
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("N, C, scale", [(1, 1, 1.0), (1, 10, 1.0), (64, 10, 3.0), (65, 7, 1e4)])
 def test_softmax_cross_entropy_matches_torch_loss_and_its_gradient(N, C, scale):
     rng = np.random.default_rng(N + C)

@@ -8,18 +8,25 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import scratch.train
-import torchimpl.train
 from common import cli, plot, synthetic
 from common.errors import InputError
 from common.presets import DATASETS, PRESETS
 from scratch.extras import datasets as scratch_datasets
-from torchimpl.extras import datasets as torch_datasets
 
-PROGRAMS = [scratch.train, torchimpl.train]
-NAMES = {scratch.train: "scratch", torchimpl.train: "torchimpl"}
+try:  # the torch twin, for the tests marked torch; the others run without it (conftest.py)
+    import torch
+
+    import torchimpl.train
+    from torchimpl.extras import datasets as torch_datasets
+except ModuleNotFoundError as missing:
+    if missing.name != "torch":
+        raise
+    torch = torchimpl = torch_datasets = None
+
+PROGRAMS = [scratch.train, torchimpl.train] if torchimpl else []  # the tests that use both are marked torch
+NAMES = dict(zip(PROGRAMS, ["scratch", "torchimpl"]))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread_per_library")
@@ -77,7 +84,7 @@ def test_settings_that_do_not_fit_the_data_are_refused(argv, message, capsys):
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["scratch.train", "torchimpl.train"])
+@pytest.mark.parametrize("module", ["scratch.train", pytest.param("torchimpl.train", marks=pytest.mark.torch)])
 def test_a_bad_preset_combination_exits_2_with_one_line(module):
     result = subprocess.run([sys.executable, "-m", module, "--preset", "sum", "--loss", "bce"],
                             capture_output=True, text=True, timeout=120)
@@ -121,6 +128,7 @@ def test_sum_rows_are_fresh_every_epoch_and_their_targets_are_the_sums():
     assert -1 <= np.min(X1) and np.max(X1) < 1
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", ["edges", "student", "sum"])
 def test_both_twins_get_bit_identical_data(name, dtype):
@@ -137,6 +145,7 @@ def test_both_twins_get_bit_identical_data(name, dtype):
 # ----------------------------------------------------------------------------- the chapters' runs
 
 
+@pytest.mark.torch
 def test_edges_preset_learns_on_both_twins_and_prints_the_same_lines(capsys):
     outputs = {}
     for program in PROGRAMS:
@@ -150,6 +159,7 @@ def test_edges_preset_learns_on_both_twins_and_prints_the_same_lines(capsys):
     assert outputs[scratch.train] == outputs[torchimpl.train]
 
 
+@pytest.mark.torch
 def test_student_preset_reloads_the_model_and_asks_about_a_new_student(capsys):
     outputs = {}
     for program in PROGRAMS:
@@ -167,6 +177,7 @@ def test_student_preset_reloads_the_model_and_asks_about_a_new_student(capsys):
     assert outputs[scratch.train] == outputs[torchimpl.train]
 
 
+@pytest.mark.torch
 def test_sum_preset_prints_the_mse_and_predicts_the_sum(capsys):
     for program in PROGRAMS:
         lines = run_main(program, capsys, "--preset", "sum", "--epochs", "4")
@@ -182,6 +193,7 @@ def test_sum_preset_prints_the_mse_and_predicts_the_sum(capsys):
         assert records[1]["probe"].startswith("prediction for x")
 
 
+@pytest.mark.torch
 def test_mnist_adam_preset_builds_the_chapters_network(capsys):
     for program in PROGRAMS:
         lines = run_main(program, capsys, "--preset", "mnist-adam", "--limit", "1000", "--epochs", "1")
@@ -193,6 +205,7 @@ def test_mnist_adam_preset_builds_the_chapters_network(capsys):
 # ----------------------------------------------------------------------------- the shape trap
 
 
+@pytest.mark.torch
 def test_mse_refuses_the_chapters_100_1_against_100_on_both_twins():
     pred, target = np.zeros((100, 1)), np.zeros(100)
     with pytest.raises(InputError, match=r"predictions have shape \(100, 1\) but targets have \(100,\); "
@@ -205,6 +218,7 @@ def test_mse_refuses_the_chapters_100_1_against_100_on_both_twins():
     assert torchimpl.train.loss_targets("mse", torch.zeros(100, 1), torch.zeros(100, 1)).shape == (100, 1)
 
 
+@pytest.mark.torch
 def test_training_on_targets_shaped_like_the_chapters_is_refused_before_a_step():
     X, y = np.zeros((100, 10), np.float32), np.zeros(100, np.float32)
     with pytest.raises(InputError, match=r"targets must be floats shaped \(100, 1\)"):
@@ -216,6 +230,7 @@ def test_training_on_targets_shaped_like_the_chapters_is_refused_before_a_step()
 # ----------------------------------------------------------------------------- summary and plot
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("flags", [[], ["--batchnorm", "--dropout", "0.2", "--activation", "tanh"],
                                    ["--preset", "student"], ["--preset", "mnist-adam"], ["--loss", "bce", "--hidden"]])
 def test_summary_is_the_same_text_on_both_twins(flags, capsys):
@@ -232,6 +247,7 @@ def test_summary_counts_batch_norm_buffers_apart(capsys):
                          "plus 386 batch norm running statistics (buffers, not trained)"]
 
 
+@pytest.mark.torch
 def test_plot_writes_a_png_on_both_twins(tmp_path, capsys):
     for program in PROGRAMS:
         path = tmp_path / f"{NAMES[program]}.png"
@@ -243,6 +259,7 @@ def test_plot_writes_a_png_on_both_twins(tmp_path, capsys):
     assert path.stat().st_size > 1000
 
 
+@pytest.mark.torch
 def test_plot_without_matplotlib_is_a_clear_error_before_training(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     for program in PROGRAMS:

@@ -9,6 +9,9 @@ import sys
 import pytest
 
 PROGRAMS = ["scratch.train", "torchimpl.train"]
+# One case per program, the torch twin's marked torch: pytest --without-torch runs scratch's (conftest.py).
+EACH_PROGRAM = ["scratch.train", pytest.param("torchimpl.train", marks=pytest.mark.torch)]
+EACH_CORE = ["scratch.mlp", pytest.param("torchimpl.mlp", marks=pytest.mark.torch)]
 EPOCH_LINE = re.compile(r"^epoch 1/1  train loss (\S+)  train acc (\S+)  test acc (\S+)  (\S+)s$")
 
 
@@ -16,7 +19,7 @@ def run(module, *args):
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("module", PROGRAMS)
+@pytest.mark.parametrize("module", EACH_PROGRAM)
 def test_one_epoch_on_2000_images_prints_a_header_and_a_sane_epoch_line(module):
     result = run(module, "--epochs", "1", "--limit", "2000")
     assert result.returncode == 0, result.stderr
@@ -29,7 +32,7 @@ def test_one_epoch_on_2000_images_prints_a_header_and_a_sane_epoch_line(module):
     assert seconds > 0
 
 
-@pytest.mark.parametrize("module", PROGRAMS)
+@pytest.mark.parametrize("module", EACH_PROGRAM)
 def test_json_mode_prints_one_object_per_epoch_with_the_documented_keys(module):
     result = run(module, "--epochs", "2", "--limit", "500", "--batch-size", "100", "--hidden", "32",
                  "--dtype", "float64", "--seed", "3", "--json")
@@ -39,7 +42,7 @@ def test_json_mode_prints_one_object_per_epoch_with_the_documented_keys(module):
     assert all(set(r) == {"epoch", "train_loss", "train_acc", "test_acc", "seconds"} for r in records)
 
 
-@pytest.mark.parametrize("module", PROGRAMS + ["scratch.mlp", "torchimpl.mlp"])
+@pytest.mark.parametrize("module", EACH_PROGRAM + EACH_CORE)
 @pytest.mark.parametrize("args, message", [
     (["--batch-size", "0"], "argument --batch-size: must be a positive whole number, got 0"),
     (["--hidden", "128", "-5"], "argument --hidden: must be a positive whole number, got -5"),
@@ -56,7 +59,7 @@ def test_bad_flags_give_one_clear_error_line_and_a_nonzero_exit(module, args, me
     assert message in result.stderr.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("module", PROGRAMS)
+@pytest.mark.parametrize("module", EACH_PROGRAM)
 def test_a_diverging_run_stops_at_the_first_non_finite_loss_with_a_hint(module):
     result = run(module, "--epochs", "3", "--limit", "1000", "--lr", "1e30")
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -74,7 +77,7 @@ TOOLBOX_RUNS = [
 ]
 
 
-@pytest.mark.parametrize("module", PROGRAMS)
+@pytest.mark.parametrize("module", EACH_PROGRAM)
 @pytest.mark.parametrize("flags", TOOLBOX_RUNS, ids=["bn-dropout-adamw-cosine", "nesterov-tanh-bce",
                                                      "adam-leaky-bce-logits", "sigmoid-mse-adam",
                                                      "momentum-decay-dropout"])
@@ -88,6 +91,7 @@ def test_every_toolbox_flag_trains_and_beats_chance(module, flags, capsys):
     assert last["test_acc"] > 0.3  # three times chance after 94 steps on 3000 images
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("args, message", [
     (["--optimizer", "adam", "--momentum", "0.9"], "--momentum and --nesterov belong to sgd, not adam"),
     (["--nesterov"], "--nesterov needs --momentum above 0"),
@@ -101,6 +105,7 @@ def test_toolbox_flag_mistakes_are_one_line_errors(args, message):
         assert message in result.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.torch
 def test_asking_for_cuda_without_it_is_a_clear_error():
     import torch
 
@@ -110,6 +115,7 @@ def test_asking_for_cuda_without_it_is_a_clear_error():
     assert result.returncode == 2 and "CUDA is not available here: use --device cpu" in result.stderr
 
 
+@pytest.mark.torch
 def test_a_damaged_data_file_is_a_clear_error_from_the_command_line(tmp_path):
     import shutil
 

@@ -7,7 +7,6 @@ cancel to zero), and central finite differences. All in float64.
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +14,11 @@ from common.errors import InputError
 from scratch.toolbox.layers import (batchnorm_backward, batchnorm_forward, dropout_backward,
                             dropout_forward, dropout_mask, leaky_relu_backward, leaky_relu_forward,
                             sigmoid_backward, sigmoid_forward, tanh_backward, tanh_forward)
+
+try:  # the oracle of the tests marked torch; the finite-difference tests run without it (conftest.py)
+    import torch
+except ModuleNotFoundError:
+    torch = None
 
 # float64 against torch: the two sides differ only in rounding (torch's SIMD exp/tanh, its fused
 # multiply-adds, its summation order; batch norm here is the textbook gamma * xhat + beta, which
@@ -67,13 +71,14 @@ def numeric_grad(f, x, h=FD_STEP):
 
 # ----------------------------------------------------------------------------- activations
 
-ACTIVATIONS = {
-    "sigmoid": (sigmoid_forward, sigmoid_backward, torch.sigmoid),
-    "tanh": (tanh_forward, tanh_backward, torch.tanh),
-    "leaky_relu": (leaky_relu_forward, leaky_relu_backward, torch.nn.functional.leaky_relu),
+ACTIVATIONS = {  # torch's function looked up when called: scratch's tests run without torch
+    "sigmoid": (sigmoid_forward, sigmoid_backward, lambda t: torch.sigmoid(t)),
+    "tanh": (tanh_forward, tanh_backward, lambda t: torch.tanh(t)),
+    "leaky_relu": (leaky_relu_forward, leaky_relu_backward, lambda t: torch.nn.functional.leaky_relu(t)),
 }
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_activation_matches_torch_forward_and_backward(name):
     forward, backward, torch_fn = ACTIVATIONS[name]
@@ -110,6 +115,7 @@ def test_activations_never_write_into_their_inputs():
     assert np.array_equal(x, x0) and np.array_equal(dout, dout0)
 
 
+@pytest.mark.torch
 @settings(max_examples=40)
 @given(n=st.integers(1, 20), h=st.integers(1, 20), scale=st.sampled_from([0.1, 1.0, 30.0]),
        seed=st.integers(0, 2**16))
@@ -128,6 +134,7 @@ def test_activations_match_torch_for_any_shape(n, h, scale, seed):
 # ----------------------------------------------------------------------------- dropout
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("p", [0.0, 0.2, 0.5, 0.9])
 def test_dropout_with_a_given_mask_matches_torch(p):
     """torch's dropout is x * (bernoulli(1 - p) / (1 - p)); the same keep pattern, the same out."""
@@ -142,6 +149,7 @@ def test_dropout_with_a_given_mask_matches_torch(p):
     assert rel_err(out, t_out) <= DROPOUT_TOL and rel_err(dx, t_dx) <= DROPOUT_TOL
 
 
+@pytest.mark.torch
 def test_dropout_scale_matches_nn_dropout():
     """Where nn.Dropout keeps a unit its value is x / (1 - p) exactly as the mask scales it."""
     p = 0.3
@@ -153,6 +161,7 @@ def test_dropout_scale_matches_nn_dropout():
     assert np.array_equal(ours, t_out)
 
 
+@pytest.mark.torch
 def test_dropout_eval_mode_is_the_identity_like_torch():
     x = np.random.default_rng(6).standard_normal((8, 5))
     out, cache = dropout_forward(x, None)
@@ -230,6 +239,7 @@ def assert_close(ours, theirs, tol, where, floors=None):
         assert err <= tol, f"{where}: {name} differs from torch by {err:.2e} (tolerance {tol:.0e})"
 
 
+@pytest.mark.torch
 def test_batchnorm_matches_torch_over_steps_then_in_eval_mode():
     rng = np.random.default_rng(10)
     N, D = 64, 12
@@ -286,6 +296,7 @@ def test_batchnorm_leaves_the_callers_arrays_alone():
     assert not np.shares_memory(new_mean, arrays[3]) and not np.shares_memory(new_var, arrays[4])
 
 
+@pytest.mark.torch
 def test_batchnorm_refuses_a_batch_of_one_in_training_like_torch():
     x = np.ones((1, 4))
     with pytest.raises(ValueError, match="more than 1 value per channel"):
@@ -303,6 +314,7 @@ def test_batchnorm_refuses_mismatched_shapes():
         batchnorm_forward(np.ones(4), np.ones(4), np.zeros(4), np.zeros(4), np.ones(4))
 
 
+@pytest.mark.torch
 @settings(max_examples=40)
 @given(n=st.integers(2, 40), d=st.integers(1, 12), steps=st.integers(1, 4),
        seed=st.integers(0, 2**16))

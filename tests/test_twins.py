@@ -22,6 +22,7 @@ def public_names(module_name):
     return [name for name, obj in sorted(own, key=lambda item: inspect.getsourcelines(item[1])[1])]
 
 
+@pytest.mark.torch  # imports the torchimpl modules
 @pytest.mark.parametrize("stem", TWIN_FILES)
 def test_twin_files_expose_the_same_names_in_the_same_order(stem):
     left, right = public_names(f"scratch.{stem}"), public_names(f"torchimpl.{stem}")
@@ -46,6 +47,7 @@ def parameters(qualified):
     return [n for n in names if n not in extra]
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("stem", TWIN_FILES)
 def test_shared_names_take_the_same_parameters_in_the_same_order(stem):
     shared = [n for n in public_names(f"scratch.{stem}") if n in public_names(f"torchimpl.{stem}")]
@@ -56,6 +58,7 @@ def test_shared_names_take_the_same_parameters_in_the_same_order(stem):
                                f"in common/twins.py EXTRA_PARAMETERS with its reason")
 
 
+@pytest.mark.torch
 def test_one_sided_names_still_exist():
     for qualified in [*ONE_SIDED, *EXTRA_PARAMETERS]:
         module, name = qualified.rsplit(".", 1)
