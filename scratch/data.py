@@ -8,7 +8,7 @@ The minibatches are the core's (scratch/mlp.py: iterate_minibatches). Try it:
 import numpy as np
 
 from common.errors import InputError
-from common.idx import IMAGE_MAGIC, LABEL_MAGIC, mnist_paths, parse_header, read_raw, read_verified
+from common.idx import IMAGE_MAGIC, LABEL_MAGIC, MAX_IDX_BYTES, mnist_paths, parse_header, read_raw, read_verified
 
 # N examples, D features (784 = 28 * 28 pixels), C classes
 
@@ -20,21 +20,26 @@ def _as_array(raw, path, magic=None):
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
 
 
-def read_idx(path):
-    """Read an IDX file of unsigned bytes (gzip'd if its name ends in .gz) into a uint8 array."""
-    return _as_array(read_raw(path), path)
+def read_idx(path, *, max_bytes=MAX_IDX_BYTES):
+    """Read an IDX file of unsigned bytes (gzip'd if its name ends in .gz) into a uint8 array.
+
+    A damaged file raises InputError (common/idx.py reads it); so does one declaring more than
+    max_bytes (header included), before that much is read."""
+    return _as_array(read_raw(path, max_bytes), path)
 
 
 def load_mnist(data_dir=None, split="train"):
     """Return (X, y): X float32 (N, 784) with pixels scaled to [0, 1], y int64 (N,).
 
-    Each file's SHA-256 is checked first (MNIST or Fashion-MNIST), then its IDX header.
+    Each file is read once and its SHA-256 checked (MNIST or Fashion-MNIST), both before either
+    IDX header, as in the torch twin, so a folder with two bad files gets the same first error.
     """
-    images_path, labels_path = mnist_paths(data_dir, split)
-    images = _as_array(read_verified(images_path), images_path, IMAGE_MAGIC)  # N, 28, 28
-    labels = _as_array(read_verified(labels_path), labels_path, LABEL_MAGIC)  # N
+    paths = mnist_paths(data_dir, split)
+    raws = [read_verified(path) for path in paths]
+    images = _as_array(raws[0], paths[0], IMAGE_MAGIC)  # N, 28, 28
+    labels = _as_array(raws[1], paths[1], LABEL_MAGIC)  # N
     if len(images) != len(labels):
-        raise InputError(f"{images_path} holds {len(images)} images but {labels_path} holds "
+        raise InputError(f"{paths[0]} holds {len(images)} images but {paths[1]} holds "
                          f"{len(labels)} labels; the files do not belong together")
     X = images.reshape(len(images), -1).astype(np.float32) / np.float32(255)  # N, D
     y = labels.astype(np.int64)  # N

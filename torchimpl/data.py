@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from common.errors import InputError
-from common.idx import FILES, IMAGE_MAGIC, LABEL_MAGIC, mnist_paths, parse_header, read_raw, read_verified
+from common.idx import FILES, IMAGE_MAGIC, LABEL_MAGIC, MAX_IDX_BYTES, mnist_paths, parse_header, read_raw, read_verified
 
 # N examples, D features (784 = 28 * 28 pixels), C classes
 
@@ -28,13 +28,17 @@ last_reader = None
 
 
 def _as_tensor(raw, path, magic=None):
-    dims, offset = parse_header(raw, path, magic)
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=offset).reshape(dims)
+    dims, offset = parse_header(raw, path, magic)  # no dimension is zero, so the buffer is never empty
+    writable = raw if isinstance(raw, bytearray) else bytearray(raw)  # torch warns on a read-only buffer
+    return torch.frombuffer(writable, dtype=torch.uint8, offset=offset).reshape(dims)
 
 
-def read_idx(path):
-    """Read an IDX file of unsigned bytes (gzip'd if its name ends in .gz) into a uint8 tensor."""
-    return _as_tensor(read_raw(path), path)
+def read_idx(path, *, max_bytes=MAX_IDX_BYTES):
+    """Read an IDX file of unsigned bytes (gzip'd if its name ends in .gz) into a uint8 tensor.
+
+    A damaged file raises InputError (common/idx.py reads it); so does one declaring more than
+    max_bytes (header included), before that much is read."""
+    return _as_tensor(read_raw(path, max_bytes), path)
 
 
 # (torchvision.datasets or None, the import error or None): tried once per process, since a
