@@ -49,7 +49,7 @@ def check_core(X, y, layer_sizes=(784, 128, 64, 10), seed=0, dtype="float64", lr
         model = ours.init_model(layer_sizes, np.random.default_rng(seed), np.dtype(dtype))
         logits, caches = ours.forward(model, X)  # N, C
         loss, dlogits = ours.softmax_cross_entropy(logits, y)
-        grads, dX = ours.backward(dlogits, caches)  # dX: N, D
+        grads, dX = ours.backward(dlogits, caches, input_grad=True)  # dX: N, D
 
         net = copy_weights(model, theirs.init_model(layer_sizes, getattr(torch, dtype)))
         X_t = torch.from_numpy(X).requires_grad_()  # so that autograd computes dL/dX too

@@ -96,17 +96,18 @@ def draw_masks(rng, hidden_widths, N, p, dtype):
 # ----------------------------------------------------------------------------- forward and backward
 
 
-def scratch_pass(params, buffers, arch, loss, X, y, masks):
+def scratch_pass(params, buffers, arch, loss, X, y, masks, input_grad=True):
     """Training-mode forward, loss and backward on the scratch twin.
 
-    Returns (out (N, C), loss value, grads, dX (N, D)); batch norm's running statistics in
+    Returns (out (N, C), loss value, grads, dX (N, D), or None without input_grad, as a
+    training step runs it); batch norm's running statistics in
     `buffers` are updated, as a training forward does.
     """
     if arch.dropout > 0 and masks is None:
         raise ValueError("dropout needs its masks: draw them with draw_masks and hand the same to both twins")
     out, caches = scratch_model.forward(params, X, arch, buffers, train=True, masks=masks)  # N, C
     value, dout = scratch_train.LOSSES[loss](out, scratch_train.loss_targets(loss, y, out))
-    grads, dX = scratch_model.backward(dout, caches)
+    grads, dX = scratch_model.backward(dout, caches, input_grad=input_grad)
     return out, value, grads, dX
 
 

@@ -304,7 +304,7 @@ def _finite_differences(seed):
     X, y = rng.random((FD_BATCH, FD_SIZES[0])), rng.integers(0, FD_SIZES[-1], FD_BATCH)  # N, D and N
     logits, caches = ours.forward(model, X)
     _, dlogits = ours.softmax_cross_entropy(logits, y)
-    grads, dX = ours.backward(dlogits, caches)
+    grads, dX = ours.backward(dlogits, caches, input_grad=True)
     figures = []
     for name, value, grad in [*((f"d{k}", model[k], grads.get(k)) for k in model), ("dX", X, dX)]:
         grad = np.asarray(grad) if grad is not None else np.zeros(0)

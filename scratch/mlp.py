@@ -30,10 +30,11 @@ def linear_forward(x, W, b):
     """y = x W^T + b, as nn.Linear computes it."""
     return x @ W.T + b, (x, W)  # N, H
 
-def linear_backward(dout, cache):
-    """From dL/dy (N, H) to dL/dx, dL/dW, dL/db."""
+def linear_backward(dout, cache, need_dx=True):
+    """From dL/dy (N, H) to dL/dx, dL/dW, dL/db; dx is None unless needed, as torch leaves an
+    input's .grad None unless it requires grad (the first layer's input is the data)."""
     x, W = cache
-    dx = dout @ W  # N, D   (dy/dx = W)
+    dx = dout @ W if need_dx else None  # N, D   (dy/dx = W)
     dW = dout.T @ x  # H, D   (a sum over the batch of outer products dout_n x_n^T)
     db = dout.sum(axis=0)  # H      (b is added to every row)
     return dx, dW, db
@@ -43,8 +44,7 @@ def relu_forward(x):
 
 def relu_backward(dout, cache):
     """The gradient passes where the input was positive; at exactly 0 it is 0, as in torch."""
-    x = cache
-    return np.where(x > 0, dout, 0)  # N, H   (a new array: dout is never written)
+    return dout * (cache > 0)  # N, H   (cache is the input; a new array: dout is never written)
 
 def forward(model, X):
     """Linear, ReLU, Linear, ReLU, ..., Linear: the logits and each layer's caches."""
@@ -52,9 +52,8 @@ def forward(model, X):
     h, caches = X, []  # N, D
     for i in range(1, n_layers + 1):
         h, linear_cache = linear_forward(h, model[f"W{i}"], model[f"b{i}"])  # N, H_i
-        relu_cache = None
-        if i < n_layers:  # no ReLU after the last layer: it gives the logits
-            h, relu_cache = relu_forward(h)  # N, H_i
+        # no ReLU after the last layer: it gives the logits
+        h, relu_cache = relu_forward(h) if i < n_layers else (h, None)  # N, H_i
         caches.append((linear_cache, relu_cache))
     return h, caches  # N, C
 
@@ -74,15 +73,16 @@ def softmax_cross_entropy(logits, y):
 
 # ----------------------------------------------------------------------------- the backward pass
 
-def backward(dlogits, caches):
-    """dL/d every parameter (same keys as the model), the last layer first; and dL/dX."""
+def backward(dlogits, caches, input_grad=False):
+    """dL/d every parameter (same keys as the model), the last layer first; dL/dX only if input_grad."""
     grads, dh = {}, dlogits  # N, C
     for i in range(len(caches), 0, -1):
         linear_cache, relu_cache = caches[i - 1]
         if relu_cache is not None:
             dh = relu_backward(dh, relu_cache)  # N, H_i
-        dh, grads[f"W{i}"], grads[f"b{i}"] = linear_backward(dh, linear_cache)  # N, H_{i-1}
-    return grads, dh  # dh: N, D
+        need_dx = i > 1 or input_grad  # training never reads dL/dX: one whole product saved
+        dh, grads[f"W{i}"], grads[f"b{i}"] = linear_backward(dh, linear_cache, need_dx)  # N, H_{i-1}
+    return grads, dh  # dh: N, D, or None   (parity asks for it with input_grad=True)
 
 
 # ----------------------------------------------------------------------------- the optimizer
@@ -113,7 +113,7 @@ def train_epoch(model, optimizer, batches):
     for xb, yb in batches:
         logits, caches = forward(model, xb)  # B, C
         loss, dlogits = softmax_cross_entropy(logits, yb)  # dlogits: B, C
-        grads, _ = backward(dlogits, caches)  # dL/dX is not needed
+        grads, _ = backward(dlogits, caches)  # dL/dX is not computed
         optimizer.step(grads)
         total, n = total + float(loss) * len(yb), n + len(yb)
     return total / n

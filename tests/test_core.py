@@ -91,3 +91,30 @@ def test_the_core_program_refuses_the_toolbox_flags(core):
     result = run(core, "--optimizer", "adam")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "unrecognized arguments: --optimizer adam" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("where", ["core", "toolbox"])
+def test_the_training_backward_skips_the_input_gradient_and_keeps_every_parameter_gradient(where, monkeypatch):
+    """A training step needs no dL/dX: backward leaves it None (torch's X.grad without
+    requires_grad) and skips its product, with the parameter gradients unchanged to the bit."""
+    import numpy as np
+
+    import scratch.mlp as mlp
+    from scratch.toolbox import model as toolbox
+
+    rng = np.random.default_rng(0)
+    params = mlp.init_model([20, 8, 6, 4], rng)
+    X, y = rng.random((5, 20), dtype=np.float32), rng.integers(0, 4, 5)
+    forward, backward = (mlp.forward, mlp.backward) if where == "core" else (toolbox.forward, toolbox.backward)
+    logits, caches = forward(params, X)
+    _, dlogits = mlp.softmax_cross_entropy(logits, y)
+    with_dX, dX = backward(dlogits, caches, input_grad=True)
+    calls = []
+    monkeypatch.setattr(mlp, "linear_backward", lambda dout, cache, need_dx=True: calls.append(need_dx) or
+                        (dout @ cache[1] if need_dx else None, dout.T @ cache[0], dout.sum(axis=0)))
+    grads, none = backward(dlogits, caches)
+    assert none is None and dX.shape == X.shape
+    assert list(grads) == list(with_dX) == ["W3", "b3", "W2", "b2", "W1", "b1"]
+    for name in params:
+        np.testing.assert_array_equal(grads[name], with_dX[name], err_msg=name)
+    assert calls == [True, True, False]  # layers 3, 2, 1: no dx product for the inputs

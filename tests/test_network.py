@@ -150,7 +150,7 @@ def test_forward_and_backward_shapes_for_any_depth(sizes):
     X = rng.random((7, sizes[0]), dtype=np.float32)
     logits, caches = forward(params, X)
     assert logits.shape == (7, sizes[-1]) and logits.dtype == np.float32
-    grads, dX = backward(rng.normal(size=logits.shape).astype(np.float32), caches)
+    grads, dX = backward(rng.normal(size=logits.shape).astype(np.float32), caches, input_grad=True)
     assert set(grads) == set(params)  # one gradient per parameter, whatever the order
     assert all(grads[k].shape == params[k].shape for k in params) and dX.shape == X.shape
     assert predict(params, X).shape == (7,)

@@ -139,7 +139,7 @@ def finite_difference_errors(sizes, N, seed):
     X, y = rng.random((N, sizes[0])), rng.integers(0, sizes[-1], N)
     logits, caches = model.forward(params, X)
     _, dlogits = mlp.softmax_cross_entropy(logits, y)
-    grads, dX = model.backward(dlogits, caches)
+    grads, dX = model.backward(dlogits, caches, input_grad=True)
     tensors = {**{name: (params[name], grads[name]) for name in params}, "dX": (X, dX)}
     loss = partial(network_loss, params, X, y)
     return {name: central_difference_error(loss, value, grad, rng, entries=FD_ENTRIES, step=FD_STEP,

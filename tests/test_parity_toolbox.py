@@ -163,7 +163,7 @@ def test_network_backward_with_batchnorm_and_dropout_matches_finite_differences(
     masks = draw_masks(rng, FD_SIZES[1:-1], FD_N, arch.dropout, np.float64)  # fixed for every evaluation
     out, caches = model.forward(params, X, arch, model.init_buffers(params), train=True, masks=masks)
     targets = scratch_train.loss_targets(loss, y, out)
-    grads, dX = model.backward(scratch_train.LOSSES[loss](out, targets)[1], caches)
+    grads, dX = model.backward(scratch_train.LOSSES[loss](out, targets)[1], caches, input_grad=True)
 
     tensors = {**{name: (params[name], grads[name]) for name in params}, "dX": (X, dX)}
     ahead = {f"b{i}": f"W{i}" for i in range(1, len(FD_SIZES) - 1)}

@@ -145,7 +145,7 @@ def test_network_backward_matches_autograd_for_any_architecture_and_upstream_gra
     X, _ = data(rng, sizes, N)
     dout = rng.standard_normal((N, sizes[-1]))  # N, C   random upstream gradient on the logits
     logits, caches = model.forward(params, X)
-    grads, dX = model.backward(dout, caches)
+    grads, dX = model.backward(dout, caches, input_grad=True)
 
     x = torch.from_numpy(X).requires_grad_(True)
     logits_t = net(x)

@@ -12,6 +12,6 @@ def relu_mask_on_the_wrong_side(dout, x):
     return np.where(x < 0, dout, 0)
 
 
-def bias_gradient_over_the_wrong_axis(dout, cache):
-    dx, dW, _ = LINEAR_BACKWARD(dout, cache)
+def bias_gradient_over_the_wrong_axis(dout, cache, need_dx=True):
+    dx, dW, _ = LINEAR_BACKWARD(dout, cache, need_dx)
     return dx, dW, dout.sum(axis=1)  # N: summed over the units instead of the batch

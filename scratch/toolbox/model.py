@@ -135,12 +135,14 @@ def forward(params, X, arch=Arch(), buffers=None, train=True, masks=None, rng=No
 # ----------------------------------------------------------------------------- backward
 
 
-def backward(dout, caches):
-    """Return (grads, dX): grads has the same keys as params (the last layer's first); dX = dL/dinput."""
+def backward(dout, caches, input_grad=False):
+    """Return (grads, dX): grads has the same keys as params (the last layer's first); dX = dL/dinput
+    with input_grad, otherwise None, as in the core's backward: torch leaves X.grad None unless X
+    requires grad, and no training step reads it, so the first layer skips the product dout @ W1."""
     grads, dh = {}, dout  # N, C
     for kind, i, cache in reversed(caches):
-        if kind == "linear":
-            dh, grads[f"W{i}"], grads[f"b{i}"] = mlp.linear_backward(dh, cache)  # N, H_{i-1}
+        if kind == "linear":  # below layer 1 lie the inputs: dL/dX only when asked for
+            dh, grads[f"W{i}"], grads[f"b{i}"] = mlp.linear_backward(dh, cache, i > 1 or input_grad)  # N, H_{i-1}
         elif kind == "batchnorm":
             dh, grads[f"gamma{i}"], grads[f"beta{i}"] = layers.batchnorm_backward(dh, cache)  # N, H_i
         elif kind == "dropout":
