@@ -1,20 +1,21 @@
-"""What both twins' model files share: atomic writes, telling the formats apart, clear mismatches.
+"""What both twins' model files share: telling the formats apart, clear mismatches.
 
 scratch/extras/checkpoint.py writes .npz files (arrays under scratch's names W1, b1, gamma1, ...,
 plus an "arch" JSON record); torchimpl/extras/checkpoint.py writes state_dicts with torch.save (a zip
 archive holding data.pkl and one raw file per storage). Each twin reads both, and any other
 Linear-only MLP's state_dict too, matched by the order and shapes of its layers (common/layout.py).
-This module knows only names, shapes and bytes on disk: no NumPy, no torch.
+This module knows only names, shapes and bytes on disk: no NumPy, no torch. The twins write
+their files through common/outputs.py (atomically).
 """
 
+import io
 import json
-import os
+import math
 import pickletools
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
+from common import archive as checks
 from common.errors import InputError
 from common.layout import is_mlp_keys, match_layers, scratch_names
 
@@ -22,85 +23,35 @@ ARCH_KEY = "arch"  # the .npz member holding the JSON architecture record
 FORMAT = "mlp-twins model"
 VERSION = 1
 
-# ----------------------------------------------------------------------------- writing
-
-
-def check_writable(path):
-    """Refuse a target whose folder is missing before a long run, not after it."""
-    folder = Path(path).resolve().parent
-    if not folder.is_dir():
-        raise InputError(f"cannot save to {path}: the folder {folder} does not exist")
-    if Path(path).is_dir():
-        raise InputError(f"cannot save to {path}: it is a folder; give a file name")
-
-
-def atomic_write(path, write):
-    """Call write(binary_file) on a temporary file beside `path`, fsync it, then rename it over
-    `path`. Until the rename, `path` keeps its old content (or stays absent); if write raises,
-    the temporary file is removed and the exception propagates. The rename is atomic on POSIX
-    and Windows when both names are in the same folder, which is why the temporary file is
-    created there.
-    """
-    path = Path(path)
-    check_writable(path)
-    fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode open() would
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_folder(path.resolve().parent)
-
-
-def _umask():
-    mask = os.umask(0)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
-
-
-def _fsync_folder(folder):
-    """Make the rename itself durable where the OS allows opening a folder (POSIX)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 # ----------------------------------------------------------------------------- reading
+
+
+NOT_MODEL = ("{} is not a model file: expected a .npz written by python -m scratch.train --save or a "
+             "state_dict written by torch.save (python -m torchimpl.train --save)")
 
 
 def file_kind(path):
     """'npz' (scratch's format) or 'torch' (torch.save's zip format), read off the archive's
     member names; InputError for anything else."""
-    path = Path(path)
-    if not path.is_file():
+    kind, archive = open_archive(path, checks.limits(None))
+    archive.close()
+    return kind
+
+
+def open_archive(path, limit):
+    """(kind, zipfile.ZipFile) of `path`, checked against `limit` (common.archive.Limits) before
+    its member list is parsed; InputError for a file that is neither twin's."""
+    if not Path(path).is_file():
         raise InputError(f"cannot load {path}: no such file")
-    not_model = (f"{path} is not a model file: expected a .npz written by python -m scratch.train "
-                 f"--save or a state_dict written by torch.save (python -m torchimpl.train --save)")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError):
-        raise InputError(not_model) from None
+    archive = checks.open_zip(path, limit)
+    names = archive.namelist() if archive else []
     if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
-        return "torch"
+        return "torch", archive
     if names and all(name.endswith(".npy") for name in names):
-        return "npz"
-    raise InputError(not_model)
+        return "npz", archive
+    if archive:
+        archive.close()
+    raise InputError(NOT_MODEL.format(path))
 
 
 def torch_archive_layout(names, path):
@@ -140,19 +91,14 @@ def note(line):
     print(line, file=sys.stderr, flush=True)
 
 
-def pickled_module(path):
+def pickled_module(data):
     """The class ('mymodule.Net') of a whole nn.Module that torch.save(model) pickled into the
-    archive at `path`, read off the pickle's opcodes without running them; None for anything else.
+    bytes `data` (data.pkl, or its first part), read off the pickle's opcodes without running
+    them; None for anything else.
 
     A whole module pickles its class first (the top-level object), then its __dict__, whose keys
     every nn.Module has: _parameters, _buffers, _modules.
     """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            prefix, _ = torch_archive_layout(archive.namelist(), path)
-            data = archive.read(prefix + "data.pkl")
-    except (InputError, zipfile.BadZipFile, OSError, KeyError, ValueError):
-        return None
     classes, strings, recent = [], set(), ["", ""]  # recent: the last two strings pushed
     try:
         for op, arg, _ in pickletools.genops(data):
@@ -163,7 +109,7 @@ def pickled_module(path):
             elif isinstance(arg, str):
                 recent = [recent[1], arg]
                 strings.add(arg)
-    except (ValueError, EOFError):  # a damaged pickle: the opcodes read so far still tell
+    except Exception:  # noqa: BLE001 a damaged pickle (any error genops meets): the opcodes read so far still tell
         pass
     return classes[0] if classes and {"_parameters", "_buffers", "_modules"} <= strings else None
 
@@ -171,6 +117,140 @@ def pickled_module(path):
 def whole_module_error(path, module):
     return InputError(f"{path} holds a whole pickled module ({module}), which cannot be loaded safely: "
                       f"save model.state_dict() instead (torch.save(model.state_dict(), path))")
+
+
+class ModelFile:
+    """A model file opened and checked as far as its headers go, nothing inflated yet:
+    specs {scratch name: common.archive.ArraySpec (npz) or TensorSpec (torch)} in the file's
+    order, keys {scratch name: the file's own name}, the .npz's record, the note of a mapping.
+    match=False keeps a torch.save archive's own keys in place of scratch's names.
+    Use it in a with block; check() it against the model before reading any data."""
+
+    def __init__(self, path, expected=None, match=True):
+        self.path, self.limit = Path(path), checks.limits(expected)
+        self.kind, self.archive = open_archive(self.path, self.limit)
+        self.record, self.note, self.byteorder, self._storages = None, None, "<", {}
+        try:
+            self._read_npz() if self.kind == "npz" else self._read_torch(expected, match)
+        except BaseException:
+            self.archive.close()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.archive.close()
+
+    def _read_npz(self):
+        self.specs = {member[:-len(".npy")]: checks.npy_spec(self.archive, member, member[:-len(".npy")] if
+                                                             member != ARCH_KEY + ".npy" else None, self.path)
+                      for member in self.archive.namelist()}
+        self.keys = {name: name for name in self.specs}
+        arch = self.specs.pop(ARCH_KEY, None)
+        if arch is not None:
+            raw = self.member(arch)[arch.offset:]
+            try:
+                text = raw.decode("utf-32-be" if arch.descr[0] == ">" else "utf-32-le").rstrip("\0")
+            except UnicodeDecodeError:
+                raise InputError(f"{self.path}: its architecture record is not text: the file is damaged") from None
+            self.record = parse_arch_record(text, self.path)
+
+    def _read_torch(self, expected, match):
+        names = self.archive.namelist()
+        prefix, order = torch_archive_layout(names, self.path)
+        self.prefix, pickle_member = prefix, prefix + "data.pkl"
+        if order:
+            order = checks.read_member(self.archive, order, 16, self.path).decode("latin1").strip()
+            if order not in ("little", "big"):
+                raise InputError(f"{self.path}: unknown byte order {order[:20]!r}: the file is damaged")
+            self.byteorder = "<" if order == "little" else ">"
+        size = self.archive.getinfo(pickle_member).file_size
+        if size > self.limit.pickle_bytes:  # a whole pickled module names itself early on
+            module = pickled_module(checks.read_head(self.archive, pickle_member, self.limit.pickle_bytes, self.path))
+            if module:
+                raise whole_module_error(self.path, module)
+        data = checks.read_member(self.archive, pickle_member, self.limit.pickle_bytes, self.path)
+        try:
+            state = checks.StateDictUnpickler(io.BytesIO(data)).load()
+        except Exception as err:  # noqa: BLE001 nothing of the file's runs: any error is a damaged pickle
+            module = pickled_module(data)
+            if module:  # torch.save(model): the class was refused, before anything ran
+                raise whole_module_error(self.path, module) from None
+            why = str(err) if type(err).__name__ == "UnpicklingError" else f"a damaged pickle ({type(err).__name__})"
+            raise InputError(f"{self.path} is not a state_dict of tensors: {why[:300]}") from None
+        if not isinstance(state, dict) or not all(type(k) is str and isinstance(v, checks.TensorSpec)
+                                                   for k, v in state.items()):
+            raise InputError(f"{self.path} holds a {type(state).__name__}, not a state_dict of tensors: "
+                             f"save model.state_dict()")
+        for key, spec in state.items():
+            wanted = ("int64", "int32") if checks.is_counter(key) else ("float16", "bfloat16", "float32", "float64")
+            if spec.storage.dtype not in wanted:
+                what = "an integer counter" if checks.is_counter(key) else checks.ONLY_REAL
+                raise InputError(f"{self.path}: tensor {key} holds {spec.storage.dtype} values: {what}")
+        names, self.note = (scratch_keys({key: spec.shape for key, spec in state.items()}, self.path, expected)
+                            if match else ({key: key for key in state}, None))
+        self.specs = {names[key]: spec for key, spec in state.items()}
+        self.keys = {names[key]: key for key in state}
+
+    def check(self, expected, torch_key):
+        """Refuse a file whose tensors differ from the model's [(scratch name, shape)] (None: no
+        model), then one whose storages are not exactly the bytes their tensors need; returns the
+        tensors to copy (another module's file may lack batch norm's counter: the model keeps its)."""
+        if expected is not None:
+            if self.note:
+                expected = [(name, shape) for name, shape in expected
+                            if name in self.specs or not name.startswith("num_batches_tracked")]
+            check_tensors(expected, [(name, spec.shape) for name, spec in self.specs.items()], self.path, torch_key)
+        total = 0
+        if self.kind == "npz":
+            total = sum(math.prod(spec.shape) * spec.itemsize for spec in self.specs.values())
+        for storage in {spec.storage.key: spec.storage for spec in self.specs.values()}.values() \
+                if self.kind == "torch" else ():
+            member, nbytes = f"{self.prefix}data/{storage.key}", storage.numel * checks.ITEMSIZE[storage.dtype]
+            declared = checks._info(self.archive, member, self.path).file_size
+            if declared != nbytes:
+                raise InputError(f"{self.path}: storage {storage.key} holds {declared} bytes, not the {nbytes} "
+                                 f"of its {storage.numel} {storage.dtype} elements: the file is damaged")
+            total += nbytes
+        if total > self.limit.tensor_bytes:
+            where = "a file read without a model may hold" if expected is None else "this network's tensors take"
+            raise InputError(f"{self.path}: its tensors take {total} bytes where {where} "
+                             f"at most {self.limit.tensor_bytes}: save the state_dict of the network itself "
+                             f"(model.state_dict())")
+        return [(name, spec.shape) for name, spec in self.specs.items()] if expected is None else expected
+
+    def member(self, spec):
+        """The bytes of an .npy member (its header included), read whole: its CRC-32 verified."""
+        return checks.read_member(self.archive, spec.member, self.archive.getinfo(spec.member).file_size, self.path)
+
+    def storage(self, storage):
+        """The bytes of a torch storage (common.archive.StorageSpec), read once, CRC-32 verified."""
+        if storage.key not in self._storages:
+            self._storages[storage.key] = checks.read_member(
+                self.archive, f"{self.prefix}data/{storage.key}", storage.numel * checks.ITEMSIZE[storage.dtype],
+                self.path)
+        return self._storages[storage.key]
+
+    def verify(self):
+        """Verify the CRC-32 of every member torch.load will read (it checks none itself): the
+        storages of the tensors, and the small records beside data.pkl (read above)."""
+        for storage in {spec.storage.key for spec in self.specs.values()}:
+            checks.verify_member(self.archive, f"{self.prefix}data/{storage}", self.path)
+        for info in self.archive.infolist():
+            if not info.filename.startswith(self.prefix + "data/") and info.file_size <= 4096:
+                checks.verify_member(self.archive, info.filename, self.path)
+
+
+def nonfinite(path, bad, allow):
+    """For [(name, key, count, size)] of tensors holding NaN or infinity: InputError, or with
+    `allow` the note that says they were let through."""
+    listed = ", ".join(f"{name} ({key}: {count} of {size})" for name, key, count, size in bad)
+    if not allow:
+        return InputError(f"{path}: NaN or infinite values in {listed}: the model it was saved from had "
+                          f"diverged; train it again (a lower --lr), or load it anyway with --allow-nonfinite "
+                          f"(allow_nonfinite=True)")
+    return f"loaded {path} with NaN or infinite values in {listed}, as allow_nonfinite asks: outputs may be NaN"
 
 
 # ----------------------------------------------------------------------------- checking
@@ -183,13 +263,26 @@ def arch_record(layer_sizes, activation, batchnorm, dropout, sigmoid_output, dty
             "sigmoid_output": bool(sigmoid_output), "dtype": dtype}
 
 
+# the record's fields and the types they must have (a bool is no width, and no dropout rate)
+RECORD_FIELDS = {"version": lambda v: type(v) is int,
+                 "layer_sizes": lambda v: type(v) is list and len(v) >= 2 and all(type(n) is int and n > 0 for n in v),
+                 "activation": lambda v: v is None or type(v) is str, "batchnorm": lambda v: type(v) is bool,
+                 "dropout": lambda v: type(v) in (int, float) and 0 <= v < 1,
+                 "sigmoid_output": lambda v: type(v) is bool, "dtype": lambda v: type(v) is str}
+
+
 def parse_arch_record(text, path):
     try:
         record = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InputError(f"{path}: its architecture record is not JSON: the file is damaged") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise InputError(f"{path}: its '{ARCH_KEY}' entry is not an {FORMAT} record")
+    for field, fits in RECORD_FIELDS.items():
+        if field in record and not fits(record[field]) or field in ("version", "layer_sizes") and field not in record:
+            value = json.dumps(record.get(field))[:60]
+            raise InputError(f"{path}: its architecture record has {field} {value}, which no saved model has: "
+                             f"the file is damaged; save the model again")
     return record
 
 

@@ -7,19 +7,31 @@ each epoch through `report_epoch`, so the two programs can be run and read side 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from common.errors import InputError
-from common.idx import DEFAULT_DATA_DIR
+from common.memory import check_memory
+from common.idx import DEFAULT_DATA_DIR, FILES
 from common.layout import ACTIVATION_MODULES, OPTIMIZER_CLASSES
 from common.presets import DATASETS, PRESETS, preset_help, size_text
 
 N_FEATURES, N_CLASSES = 784, 10  # MNIST: 28 x 28 pixels in, ten digits out
 
 
-def number_type(kind, accept, requirement):
+# The largest count (--epochs, --batch-size, --limit, widths, ...) and the largest real number
+# (--lr, --momentum, --weight-decay) a flag takes: the most that every twin handles. torch keeps
+# sizes in int32 in places and turns a scalar into the tensor's dtype (float32 by default), where
+# a larger lr raises "value cannot be converted to type float without overflow".
+MOST_INT, MOST_FLOAT = 2**31 - 1, 3.4028234663852886e38  # int32's and float32's largest
+MOST_SEED = 2**32 - 1  # scikit-learn's random_state limit; NumPy and torch take it too
+
+
+def number_type(kind, accept, requirement, most=None):
     """An argparse type: text parsed as int or float, then held to accept(value), which must
-    be true; otherwise a one-line message saying what the flag needs and what it got."""
+    be true, and to value <= most; otherwise a one-line message saying what the flag needs and
+    what it got."""
     noun = "a whole number" if kind is int else "a number"
+    shown = most if kind is int or most is None else f"{most:.5g}"
 
     def parse(text):
         try:
@@ -28,17 +40,29 @@ def number_type(kind, accept, requirement):
             raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
         if not accept(value):
             raise argparse.ArgumentTypeError(f"must be {requirement}, got {text.strip()}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {shown} (the largest every twin handles), "
+                                             f"got {text.strip()}")
         return value
 
     return parse
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, but a bad flag is one line, 'prog: error: message', as every other
+    bad input is (common.errors.run_cli); the usage is left to --help."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 INF = float("inf")
-positive_int = number_type(int, lambda v: v > 0, "a positive whole number")
-non_negative_int = number_type(int, lambda v: v >= 0, "a whole number >= 0")
-positive_float = number_type(float, lambda v: 0 < v < INF, "a positive finite number")
+positive_int = number_type(int, lambda v: v > 0, "a positive whole number", MOST_INT)
+non_negative_int = number_type(int, lambda v: v >= 0, "a whole number >= 0", MOST_INT)
+positive_float = number_type(float, lambda v: 0 < v < INF, "a positive finite number", MOST_FLOAT)
 unit_interval = number_type(float, lambda v: 0 <= v < 1, "at least 0 and below 1")
-non_negative_float = number_type(float, lambda v: 0 <= v < INF, "a finite number >= 0")
+non_negative_float = number_type(float, lambda v: 0 <= v < INF, "a finite number >= 0", MOST_FLOAT)
+seed = number_type(int, lambda v: 0 <= v <= MOST_SEED, f"a whole number from 0 to {MOST_SEED} (2**32 - 1)")
 
 
 ACTIVATIONS = list(ACTIVATION_MODULES)
@@ -62,7 +86,8 @@ def add_core_flags(parser, epochs=True):
     parser.add_argument("--lr", type=positive_float, default=DEFAULT_LR["sgd"],
                         help=f"learning rate (default: {DEFAULT_LR['sgd']:g})")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="minibatch size (default: 64)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and dropout (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0,
+                        help=f"seed for weights, shuffling and dropout, 0 to {MOST_SEED} (default: 0)")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
                         help="folder with the four MNIST .gz files (default: data/mnist in the repository)")
     parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
@@ -73,7 +98,7 @@ def add_core_flags(parser, epochs=True):
 def core_parser(prog, description):
     """The parser of the core programs (python -m scratch.mlp / torchimpl.mlp): the default
     recipe's flags; the toolbox's choices stay at CORE_SETTINGS, so describe_run can name them."""
-    parser = add_core_flags(argparse.ArgumentParser(prog=prog, description=description))
+    parser = add_core_flags(Parser(prog=prog, description=description))
     parser.set_defaults(**CORE_SETTINGS)
     return parser
 
@@ -136,8 +161,8 @@ def finish_args(parser, args):
 
 def build_parser(prog, description, device=False):
     """The training programs' parser: the model and preset flags, --epochs, the files
-    (--save, --load, --plot), --summary, --print-every (and --device for torch)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    (--save, --load, --allow-nonfinite, --plot), --summary, --print-every (and --device for torch)."""
+    parser = Parser(prog=prog, description=description)
     add_model_flags(parser, epochs=True)
     epochs = next(action for action in parser._actions if action.dest == "epochs")
     epochs.help = ("training epochs; 0 evaluates the model (with --load: the loaded one) without "
@@ -152,6 +177,8 @@ def build_parser(prog, description, device=False):
                         help="start from the model in PATH, written by either twin, or the state_dict of "
                              "any Linear-only MLP (its tensors matched to the layers by order and shape, "
                              "the mapping noted on stderr); it must fit the network the flags build")
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="load a model whose weights hold NaN or inf (refused otherwise)")
     parser.add_argument("--plot", metavar="PATH", default=None,
                         help="after training, draw the per-epoch training loss and test accuracy "
                              "(test MSE for sum) into a PNG at PATH (needs matplotlib)")
@@ -165,18 +192,32 @@ def build_parser(prog, description, device=False):
 
 def parse_args(parser, argv):
     """Parse argv; with --preset NAME, parse again with the preset's settings as the defaults,
-    so that the flags given explicitly still override them."""
+    so that the flags given explicitly still override them. A network too large for this
+    machine is refused here, before any work (parity checks float64 unless told one dtype;
+    with --module it builds the module's network, not the flags')."""
     args = parser.parse_args(argv)
     if getattr(args, "preset", None):
         dests = {action.dest for action in parser._actions}
         parser.set_defaults(**{k: v for k, v in PRESETS[args.preset].settings.items() if k in dests})
         args = parser.parse_args(argv)
-    return finish_args(parser, args)
+    args = finish_args(parser, args)
+    if not getattr(args, "module", None):
+        check_memory(layer_sizes(args), args.dtype or "float64", args.batchnorm)
+    return args
 
 
 def layer_sizes(args):
     data = DATASETS[getattr(args, "data", "mnist")]
     return [data.inputs, *args.hidden, data.outputs]
+
+
+def input_files(args, mnist=False):
+    """{flag: paths} of the files a run reads, which no output may replace: --load's model and,
+    for MNIST (or always, with mnist=True), the four files in --data-dir (common.idx.FILES;
+    missing ones are named later, when the data is read)."""
+    reads_mnist = mnist or getattr(args, "data", "mnist") == "mnist"
+    data = [Path(args.data_dir) / name for names in FILES.values() for name in names] if reads_mnist else []
+    return {"--load": getattr(args, "load", None), "--data-dir": data}
 
 
 def limited(pair, limit, noun="images"):

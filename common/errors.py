@@ -12,11 +12,16 @@ class InputError(ValueError):
 
 
 def run_cli(main, prog, argv=None):
-    """Run main(argv); turn an InputError into 'prog: error: message' and exit status 2."""
+    """Run main(argv); turn an InputError (or running out of memory) into 'prog: error: message'
+    and exit status 2."""
     try:
         return main(argv)
     except InputError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except MemoryError:  # the sizes were checked beforehand; this is what they could not foresee
+        print(f"{prog}: error: out of memory: use narrower layers, smaller batches or fewer examples, "
+              f"or a machine with more memory", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

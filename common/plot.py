@@ -38,7 +38,7 @@ def plot_history(histories, path, title="", x_label="epoch"):
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from common.checkpoint import atomic_write
+    from common.outputs import atomic_write
 
     key, label = second_panel(histories)
     fig = Figure(figsize=(10, 4) if key else (5, 4), layout="constrained")

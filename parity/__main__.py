@@ -15,13 +15,12 @@ pair's records under "core"); exits 1 if any tensor is out of tolerance, 2 on ba
     python -m parity --batchnorm --dropout 0.2 --optimizer adamw --schedule cosine --steps 100 --limit 1280
 """
 
-import argparse
 import dataclasses
 import json
 import math
 import sys
 
-from common import cli
+from common import cli, outputs
 from common.cli import N_CLASSES, N_FEATURES
 from common.errors import InputError, run_cli
 from common.presets import PRESETS
@@ -33,7 +32,7 @@ PROG = "python -m parity"
 
 def build_parser():
     """The twins' flags plus --steps; every flag parity takes is added here."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = cli.Parser(prog=PROG, description=__doc__.splitlines()[0])
     cli.add_model_flags(parser)
     cli.add_preset_flags(parser)
     parser.add_argument("--plot", metavar="PATH", default=None,
@@ -112,9 +111,16 @@ def module_program(args, argv, config, data):
     return 0 if result.ok else 1
 
 
+def input_files(args):
+    """The MNIST files (the core pair reads them whatever --data says), and --module's file."""
+    where = (args.module or "").rpartition(":")[0]
+    return {**cli.input_files(args, mnist=True), "--module": where if where.endswith(".py") else None}
+
+
 def main(argv=None):
     parser = build_parser()
     args = cli.parse_args(parser, argv)
+    outputs.check_outputs({"--plot": args.plot, "--html": args.html}, input_files(args))  # before any work
     if args.html:
         try:
             import pygments  # noqa: F401  (the page's syntax colouring)

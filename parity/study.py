@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from common.checkpoint import atomic_write, check_writable
+from common.outputs import atomic_write, check_outputs
 from common.cli import N_CLASSES, N_FEATURES
 from common.errors import InputError
 from common.machine import available_cpus, blas_libraries, cpu_model
@@ -47,7 +47,7 @@ def machine():
 
 def write_page(args, path):
     """Measure, render and write the page to path; return the number of figures out of tolerance."""
-    check_writable(path)
+    check_outputs({"--html": path})
     refuse_other_flags(args)
     dtype = args.dtype or "float64"
     layer_sizes = (N_FEATURES, *args.hidden, N_CLASSES)

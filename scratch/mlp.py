@@ -130,7 +130,7 @@ def evaluate(model, batches):
 # ----------------------------------------------------------------------------- the program
 
 def main(argv=None):
-    args = cli.core_parser("python -m scratch.mlp", __doc__.splitlines()[0]).parse_args(argv)
+    args = cli.parse_args(cli.core_parser("python -m scratch.mlp", __doc__.splitlines()[0]), argv)
     (X, y), test = cli.limited(load_mnist(args.data_dir, "train"), args.limit), load_mnist(args.data_dir, "test")
     rng = np.random.default_rng(args.seed)  # draws the weights, then every epoch's shuffle
     model = init_model(cli.layer_sizes(args), rng)

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import cli, plot, summary
+from common import cli, memory, outputs, plot, summary
 from common.layout import ACTIVATION_MODULES
-from common.checkpoint import check_writable
 from common.errors import InputError, run_cli
 from common.presets import DATASETS, PRESETS
 from scratch.extras import checkpoint, datasets
@@ -194,21 +193,20 @@ def run_probe(args, model):
 
 def main(argv=None):
     args = cli.parse_args(cli.build_parser("python -m scratch.train", __doc__.splitlines()[0]), argv)
+    outputs.check_outputs({"--save": args.save, "--plot": args.plot}, cli.input_files(args))  # before any work
+    if args.plot:
+        plot.require_matplotlib()
     dtype, task = np.dtype(args.dtype), DATASETS[args.data].task
     rng = np.random.default_rng(args.seed)  # draws the weights, then the shuffles and dropout masks
     arch = Arch(args.activation, args.batchnorm, args.dropout, sigmoid_output=args.loss == "bce")
-    params = init_params(cli.layer_sizes(args), rng, dtype, batchnorm=args.batchnorm)
+    with memory.allocating(cli.layer_sizes(args), args.dtype, args.batchnorm):
+        params = init_params(cli.layer_sizes(args), rng, dtype, batchnorm=args.batchnorm)
     model = Network(params, arch, init_buffers(params), rng)
     if args.load:
-        checkpoint.load(args.load, model)
+        checkpoint.load(args.load, model, allow_nonfinite=args.allow_nonfinite)
     if args.summary:
         print(summarize(model))
         return 0
-    for path in (args.save, args.plot):
-        if path:
-            check_writable(path)
-    if args.plot:
-        plot.require_matplotlib()
     data = datasets.load(args.data, args.seed, dtype, args.data_dir, args.limit)
     optimizer = make_optimizer(args.optimizer, params, args.lr, momentum=args.momentum, nesterov=args.nesterov,
                                weight_decay=args.weight_decay)

@@ -72,7 +72,7 @@ def evaluate(model, batches):
 # ----------------------------------------------------------------------------- the program
 
 def main(argv=None):
-    args = cli.core_parser("python -m torchimpl.mlp", __doc__.splitlines()[0]).parse_args(argv)
+    args = cli.parse_args(cli.core_parser("python -m torchimpl.mlp", __doc__.splitlines()[0]), argv)
     (X, y), test = cli.limited(load_mnist(args.data_dir, "train"), args.limit), load_mnist(args.data_dir, "test")
     torch.manual_seed(args.seed)  # draws the weights; the loader's generator draws the shuffles
     model = init_model(cli.layer_sizes(args))

@@ -8,6 +8,7 @@ python -m torchimpl.mlp trains. MNIST by default; --preset runs one of the chapt
 """
 
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -16,8 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from common import cli, plot, summary
-from common.checkpoint import check_writable
+from common import cli, memory, outputs, plot, summary
 from common.errors import InputError, run_cli
 from common.presets import DATASETS, PRESETS
 from torchimpl.extras import checkpoint, datasets
@@ -190,39 +190,42 @@ def run_probe(args, model):
 
 
 def pick_device(name):
-    """'auto' picks cuda, then mps, then cpu; anything else must name an available device."""
+    """'auto' picks cuda, then mps, then cpu; anything else must name an available device: cpu,
+    cuda, cuda:N (N below the number of CUDA devices) or mps. torch.device also takes meta, xla
+    and others, on which this program cannot train: they are refused here, before any work."""
+    name, mps = str(name), getattr(torch.backends, "mps", None)
+    mps = mps is not None and mps.is_available()
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
+    match = re.fullmatch(r"(cpu|mps|cuda)|cuda:(\d+)", name)
+    if match is None:
+        raise InputError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device {name!r} asked for but CUDA is not available here: use --device cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
+    if match[2] is not None and int(match[2]) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise InputError(f"device {name!r} asked for but this machine has {count} CUDA device"
+                         f"{'s' * (count != 1)} (cuda:0 to cuda:{count - 1}): use one of those")
+    if name == "mps" and not mps:
         raise InputError(f"device {name!r} asked for but MPS is not available here: use --device cpu")
-    return device
+    return torch.device(name)
 
 
 def main(argv=None):
     args = cli.parse_args(cli.build_parser("python -m torchimpl.train", __doc__.splitlines()[0], device=True), argv)
+    outputs.check_outputs({"--save": args.save, "--plot": args.plot}, cli.input_files(args))  # before any work
+    if args.plot:
+        plot.require_matplotlib()
     device, dtype, task = pick_device(args.device), getattr(torch, args.dtype), DATASETS[args.data].task
     torch.manual_seed(args.seed)
-    model = MLP(cli.layer_sizes(args), args.activation, args.batchnorm, args.dropout,
-                sigmoid_output=args.loss == "bce").to(device=device, dtype=dtype)
+    with memory.allocating(cli.layer_sizes(args), args.dtype, args.batchnorm):
+        model = MLP(cli.layer_sizes(args), args.activation, args.batchnorm, args.dropout,
+                    sigmoid_output=args.loss == "bce").to(device=device, dtype=dtype)
     if args.load:
-        checkpoint.load(args.load, model)
+        checkpoint.load(args.load, model, allow_nonfinite=args.allow_nonfinite)
     if args.summary:
         print(summarize(model))
         return 0
-    for path in (args.save, args.plot):
-        if path:
-            check_writable(path)
-    if args.plot:
-        plot.require_matplotlib()
     data = datasets.load(args.data, args.seed, dtype, args.data_dir, args.limit)
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, momentum=args.momentum,
                                nesterov=args.nesterov, weight_decay=args.weight_decay)
