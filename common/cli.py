@@ -286,6 +286,20 @@ def progress(iterable, total, desc):
     return tqdm(iterable, total=total, desc=desc, leave=False, unit="batch")
 
 
+# What diverged() says in place of the loss when an update, not the loss, went non-finite.
+WEIGHTS_OVERFLOWED = "finite, but by this step's update the weights overflowed to inf or nan"
+
+
+def check_step_sizes(lr, betas, weight_decay, decoupled, dtype):
+    """Refuse a step size float32 cannot hold (Adam's first is lr / (1 - beta1), AdamW's decay
+    1 - lr * weight_decay): torch raises on it, NumPy would round it to inf."""
+    sizes = [lr, weight_decay, *([lr / (1 - betas[0])] if betas else []), *([1 - lr * weight_decay] if decoupled else [])]
+    largest = max(abs(size) for size in sizes)
+    if dtype == "float32" and MOST_FLOAT < largest < float("inf"):
+        raise InputError(f"lr {lr:g} makes a step size of {largest:.3g}, more than float32 holds "
+                         f"({MOST_FLOAT:.3g}, torch refuses it): lower the learning rate (--lr) or use float64")
+
+
 def diverged(epoch, step, value):
     """The message for a loss that became nan or inf: where, what, and what to try."""
     return (f"training stopped at epoch {epoch}, step {step}: the loss is {value}; the run "

@@ -190,9 +190,44 @@ def training_check(K, optimizer="sgd"):
     return f"{K} {OPTIMIZER_CLASSES[optimizer]} steps"
 
 
+def _non_finite(loss, weights, refused=None):
+    """What went inf or nan on one twin in a step: its loss, else the update (refused: the error
+    torch raised instead of stepping), else the first weight the update left non-finite; None
+    when all is finite."""
+    if not np.isfinite(loss):
+        return f"the loss is {float(loss)}"
+    if refused is not None:
+        return f"its update raised {refused}"
+    for name, w in weights.items():
+        w = twin_steps.as_array(w)
+        if not np.isfinite(w).all():
+            return f"the update left {name} {'nan' if np.isnan(w).any() else 'inf'}"
+    return None
+
+
+def _torch_step(optimizer):
+    """optimizer.step(); None, or the error where torch refuses a step size beyond its dtype
+    (lr 1e39 in float32: "value cannot be converted ... without overflow")."""
+    try:
+        optimizer.step()
+    except RuntimeError as err:
+        if "without overflow" not in str(err):
+            raise
+        return f"RuntimeError: {err}"
+    return None
+
+
+def divergence_note(diverged):
+    """'the loss is nan on both twins', or each twin's own account ('scratch: ...; torch: ...')."""
+    ours, theirs = diverged["scratch"], diverged["torch"]
+    if ours == theirs:
+        return f"{ours} on both twins"
+    return "; ".join(f"{twin}: {what or 'still finite'}" for twin, what in (("scratch", ours), ("torch", theirs)))
+
+
 def compare_training(params, model, X, y, batches, lr, tolerance, drift_every=100, check=None, *,
                      arch=Arch(), buffers=None, masks=None, loss="ce", optimizer="sgd", schedule="none",
-                     losses_out=None,
+                     losses_out=None, diverged_out=None,
                      steps_per_epoch=None, noise_tolerance=None, **hyper):
     """Train both twins over the same batches (a list of index arrays into X, y) and compare.
 
@@ -212,6 +247,10 @@ def compare_training(params, model, X, y, batches, lr, tolerance, drift_every=10
     (parity/tolerances.py gives the figures).
     Also returns the drift: every `drift_every` steps and after the last, the largest
     normwise error over all weights, and the tensor it was in.
+    Training stops at the first step where either twin's loss or weights turn inf or nan (or
+    torch refuses the update): a failing "diverged" record names the step and each twin's
+    account, diverged_out (a dict) receives {"step", "scratch", "torch"}, and the other records
+    cover the steps before it.
     Updates `params`, `buffers` and `model` in place.
     """
     dtype, K = str(X.dtype), len(batches)
@@ -226,15 +265,21 @@ def compare_training(params, model, X, y, batches, lr, tolerance, drift_every=10
     weights, followed = {}, {}  # name -> _Worst: the weights; running statistics and optimizer state
     losses, losses_t = np.zeros(K), np.zeros(K)  # K   the twins' loss at every step
     lrs, lrs_t = np.zeros(K), np.zeros(K)  # K   the learning rate after every step
-    drift = []
+    drift, diverged = [], None
     for step, idx in enumerate(batches, start=1):
         step_masks = next(masks)
-        _, losses[step - 1], grads, _ = twin_steps.scratch_pass(params, buffers, arch, loss, X[idx], y[idx],
-                                                                step_masks)
-        ours.step(grads)
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported below, not warned
+            _, losses[step - 1], grads, _ = twin_steps.scratch_pass(params, buffers, arch, loss, X[idx], y[idx],
+                                                                    step_masks, input_grad=False)
+            ours.step(grads)
         _, loss_t, _ = twin_steps.torch_pass(model, loss, X[idx], y[idx], step_masks)
-        theirs.step()
+        refused = _torch_step(theirs)
         losses_t[step - 1] = loss_t.item()
+        with torch.no_grad():
+            accounts = (_non_finite(losses[step - 1], params), _non_finite(losses_t[step - 1], model_params, refused))
+        if accounts != (None, None):  # the weights were finite before this step: it is the first
+            diverged = {"step": step, "scratch": accounts[0], "torch": accounts[1]}
+            break
         if schedule_ours is not None and step % (steps_per_epoch or K) == 0:  # the end of an epoch
             schedule_ours.step()
             schedule_theirs.step()
@@ -248,18 +293,25 @@ def compare_training(params, model, X, y, batches, lr, tolerance, drift_every=10
             drift.append({"step": step, "max_rel_err": step_worst[0], "max_abs_err": step_worst[1],
                           "tensor": step_worst[2]})
 
+    done = K if diverged is None else diverged["step"] - 1  # the steps both twins ended finite
     noise_tolerance = tolerance if noise_tolerance is None else noise_tolerance
     loose = noisy if noise_tolerance != tolerance else set()
     records = [Record(check, name, dtype, w.shape, w.abs_err, w.rel_err,
                       noise_tolerance if name in loose else tolerance, step=w.step,
                       note=w.note or NOISE_DRIVEN * (name in loose), scale=w.scale)
                for name, w in {**weights, **followed}.items()]
-    if losses_out is not None:  # each twin's loss at every step, for a plot
-        losses_out.update(scratch=losses, torch=losses_t)
-    series = [("loss (every step)", losses, losses_t)]
-    series += [("lr (every step)", lrs, lrs_t)] if schedule_ours is not None else []
-    for name, a, b in series:
+    if losses_out is not None:  # each twin's loss at every step run, for a plot
+        run = K if diverged is None else diverged["step"]
+        losses_out.update(scratch=losses[:run], torch=losses_t[:run])
+    series = [("loss (every step)", losses[:done], losses_t[:done])]
+    series += [("lr (every step)", lrs[:done], lrs_t[:done])] if schedule_ours is not None else []
+    for name, a, b in series if done else []:
         record = compare(check, name, a, b, tolerance, dtype)
         record.step = int(np.abs(a - b).argmax()) + 1
         records.append(record)
+    if diverged is not None:
+        records.append(Record(check, "diverged", dtype, (), float("inf"), float("inf"), 0.0, checked="max_abs_err",
+                              step=diverged["step"], note=divergence_note(diverged)))
+        if diverged_out is not None:
+            diverged_out.update(diverged)
     return records, drift

@@ -11,7 +11,7 @@ import math
 
 from common.layout import ACTIVATION_MODULES, OPTIMIZER_CLASSES
 from common.presets import DATASETS
-from parity.compare import NOISE_DRIVEN
+from parity.compare import NOISE_DRIVEN, divergence_note
 
 # ----------------------------------------------------------------------------- numbers
 
@@ -64,7 +64,7 @@ def format_record(r):
     counted = r.name == "predictions differing"  # a count of images, not an error
     line = (f"  {r.check:<16}{r.name:<23}{str(r.shape):<13}{_num(r.max_abs_err, counted):>12}"
             f"{_num(r.max_rel_err):>13}{_num(r.tolerance, counted):>11}  {_verdict(r)}")
-    extras = [f"worst at step {r.step}"] if r.step is not None else []
+    extras = [f"{'at' if r.name == 'diverged' else 'worst at'} step {r.step}"] if r.step is not None else []
     extras += [r.note] if r.note else []
     return line + (f"  ({'; '.join(extras)})" if extras else "")
 
@@ -92,6 +92,8 @@ def _headline(res):
     """A dtype's figures: worst one-batch error, worst checked (or final) run error, test set."""
     one = max((r for r in res.records if r.check == "one batch"), key=lambda r: r.max_rel_err)
     part = f"{res.dtype}: one batch <= {_num(one.max_rel_err)}"
+    if res.diverged:
+        return part + f", diverged at step {res.diverged['step']} of {res.steps}"
     trained = [r for r in res.records if r.check.endswith(" steps") and r.tolerance is not None]
     noisy = [r for r in trained if r.note == NOISE_DRIVEN]
     trained = [r for r in trained if r.note != NOISE_DRIVEN]
@@ -125,8 +127,11 @@ def summary(results, core=()):
     failed = [f"core {r.name}" for r in core if not r.ok] + [f"{r.dtype} {r.name}" for r in checked if not r.ok]
     if failed:
         parts.append("failing: " + ", ".join(failed))
+    diverged = [res for res in results if res.diverged]
+    parts += [f"the {res.dtype} run diverged at step {res.diverged['step']}: {divergence_note(res.diverged)}; "
+              f"lower --lr" for res in diverged]
     one_batch_ok = all(r.ok for r in [*core, *checked] if r.check == "one batch")
-    if failed and one_batch_ok and any(r.check.endswith(" steps") for r in checked if not r.ok):
+    if failed and one_batch_ok and not diverged and any(r.check.endswith(" steps") for r in checked if not r.ok):
         parts.append("the one-batch check agrees: if the drift grows step by step, training is "
                      "unstable at this lr and amplifies rounding; try a lower --lr")
     return "; ".join(parts)
@@ -170,5 +175,6 @@ def to_json(config, results, n_train, n_test, core=()):
                                "max_rel_err": _finite_or_none(d["max_rel_err"])} for d in res.drift]
                   for res in results},
         "accuracy": {res.dtype: res.accuracy for res in results},
+        "diverged": {res.dtype: res.diverged for res in results},  # null, or {"step", "scratch", "torch"}
         "seconds": {res.dtype: round(res.seconds, 3) for res in results},
     })

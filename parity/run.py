@@ -114,10 +114,12 @@ class Result:
     steps: int = 0
     seconds: float = 0.0
     losses: dict = field(default_factory=dict)  # {"scratch": (K,), "torch": (K,)}: every step's loss
+    diverged: dict | None = None  # {"step", "scratch", "torch"}: where a loss or weight went inf or nan
 
     @property
     def ok(self):
-        return all(r.ok for r in self.records)
+        """Every record within tolerance; a diverged run has a failing "diverged" record."""
+        return self.diverged is None and all(r.ok for r in self.records)
 
 
 def batch_sequence(n, batch_size, steps, rng):
@@ -284,19 +286,20 @@ def run_dtype(config, train, test, dtype, start=None):
         records, _ = _guarded("one batch", dtype, lambda: (compare_one_batch(
             params, model, X[batches[0]], y[batches[0]], tolerances.ONE_BATCH[dtype], arch=arch,
             buffers=buffers, masks=first, loss=config.loss), None))
-        losses = {}
+        losses, diverged = {}, {}
         trained, drift = _guarded(check, dtype, lambda: compare_training(
             params, model, X, y, batches, config.lr, training, config.drift_every,
             arch=arch, buffers=buffers, masks=itertools.chain([first], map(draw, batches[1:])),
             loss=config.loss, optimizer=config.optimizer, schedule=config.schedule,
-            steps_per_epoch=steps_per_epoch, noise_tolerance=noise, losses_out=losses, **config.hyper))
+            steps_per_epoch=steps_per_epoch, noise_tolerance=noise, losses_out=losses, diverged_out=diverged,
+            **config.hyper))
         records += trained
         accuracy = {}
-        if drift is not None:  # models that trained can be evaluated
+        if drift is not None and not diverged:  # models that trained to finite weights can be evaluated
             test_records, accuracy = evaluate_both(params, model, X_test, y_test, dtype, arch, buffers,
                                                    training, task=DATASETS[config.data].task)
             records += test_records
-    return Result(dtype, records, drift, accuracy, steps, time.perf_counter() - began, losses)
+    return Result(dtype, records, drift, accuracy, steps, time.perf_counter() - began, losses, diverged or None)
 
 
 def run(config, data=None, on_result=None, start=None):

@@ -64,19 +64,35 @@ def check_targets(X, y, n_features, n_outputs):
 def train_epoch(model, optimizer, batches, loss="ce", epoch=1):
     """One pass over the batches (a Network in training mode); the mean training loss per example.
 
-    Stops at the first non-finite loss: the weights are already ruined, training on is waste.
+    Stops with cli.diverged's message at the first non-finite loss, or at the step whose update
+    left a weight inf or nan: the run has diverged, training on is waste.
     """
-    total, n = 0.0, 0
+    cli.check_step_sizes(optimizer.lr, getattr(optimizer, "betas", None), getattr(optimizer, "weight_decay", 0.0),
+                      getattr(optimizer, "decoupled_weight_decay", False), next(iter(model.params.values())).dtype.name)
+    total, n, step = 0.0, 0, 0
     for step, (xb, yb) in enumerate(batches, 1):
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported just below
             out, caches = forward(model.params, xb, model.arch, model.buffers, train=True, rng=model.rng)  # B, C
             value, dout = LOSSES[loss](out, loss_targets(loss, yb, out))
         if not np.isfinite(value):
+            # A weight the last update made inf or nan shows here, in this step's loss (inf * 0
+            # is nan): the weights are scanned only then, not after every step.
+            if step > 1 and not _finite_weights(model.params):
+                raise InputError(cli.diverged(epoch, step - 1, cli.WEIGHTS_OVERFLOWED))
             raise InputError(cli.diverged(epoch, step, value))
-        grads, _ = backward(dout, caches)
-        optimizer.step(grads)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflowing update is caught as above
+            grads, _ = backward(dout, caches)
+            optimizer.step(grads)
         total, n = total + float(value) * len(yb), n + len(yb)
+    # The last update has no next loss, and a unit saturated by an inf weight (tanh, a ReLU held
+    # at 0 by a -inf bias) hides it from every loss: one scan per epoch catches both.
+    if not _finite_weights(model.params):
+        raise InputError(cli.diverged(epoch, step, cli.WEIGHTS_OVERFLOWED))
     return total / n
+
+
+def _finite_weights(params):
+    return all(np.isfinite(p).all() for p in params.values())
 
 
 def evaluate(model, batches, task="classes", loss="ce"):
@@ -84,7 +100,8 @@ def evaluate(model, batches, task="classes", loss="ce"):
     0.5, or above 0 for bce-logits' logits), or for regression the mean squared error."""
     total, n, threshold = 0.0, 0, 0.0 if loss == "bce-logits" else 0.5
     for xb, yb in batches:
-        out, _ = forward(model.params, xb, model.arch, model.buffers, train=False)  # B, C
+        with np.errstate(over="ignore", invalid="ignore"):  # huge weights score as they are; training reports them
+            out, _ = forward(model.params, xb, model.arch, model.buffers, train=False)  # B, C
         if task == "classes":
             total, n = total + int((out.argmax(axis=1) == yb).sum()), n + len(yb)
         else:

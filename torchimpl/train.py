@@ -67,22 +67,46 @@ def check_targets(X, y, n_features, n_outputs):
 def train_epoch(model, optimizer, batches, loss="ce", epoch=1):
     """One pass over the batches (a DataLoader) in training mode; the mean training loss per example.
 
-    Stops at the first non-finite loss: the weights are already ruined, training on is waste.
+    Stops with cli.diverged's message at the first non-finite loss, or at the step whose update
+    left a weight inf or nan: the run has diverged, training on is waste.
     """
     model.train()
     device, loss_fn = next(model.parameters()).device, LOSSES[loss]()
-    total, n = torch.zeros((), dtype=torch.float64, device=device), 0
+    group = optimizer.param_groups[0]
+    cli.check_step_sizes(group["lr"], group.get("betas"), group.get("weight_decay", 0.0),
+                      group.get("decoupled_weight_decay", False), str(next(model.parameters()).dtype)[len("torch."):])
+    total, n, step = torch.zeros((), dtype=torch.float64, device=device), 0, 0
     for step, (xb, yb) in enumerate(batches, 1):
         xb, yb = xb.to(device), yb.to(device)
         optimizer.zero_grad()
         out = model(xb)  # B, C
         value = loss_fn(out, loss_targets(loss, yb, out))
         if not torch.isfinite(value):
+            # A weight the last update made inf or nan shows here, in this step's loss (inf * 0
+            # is nan): the weights are scanned only then, not after every step.
+            if step > 1 and not _finite_weights(model):
+                raise InputError(cli.diverged(epoch, step - 1, cli.WEIGHTS_OVERFLOWED))
             raise InputError(cli.diverged(epoch, step, value.item()))
         value.backward()
-        optimizer.step()
+        try:
+            optimizer.step()
+        except RuntimeError as err:
+            # a step size past its dtype: cli.check_step_sizes refuses the ones known beforehand
+            if "without overflow" not in str(err):
+                raise
+            raise InputError(cli.diverged(epoch, step, f"finite, but torch cannot hold this step's update "
+                                                       f"in {out.dtype}")) from None
         total, n = total + value.detach() * len(yb), n + len(yb)
+    # The last update has no next loss, and a unit saturated by an inf weight (tanh, a ReLU held
+    # at 0 by a -inf bias) hides it from every loss: one scan per epoch catches both.
+    if not _finite_weights(model):
+        raise InputError(cli.diverged(epoch, step, cli.WEIGHTS_OVERFLOWED))
     return total.item() / n
+
+
+@torch.no_grad()
+def _finite_weights(model):
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 @torch.no_grad()
