@@ -229,7 +229,7 @@ for M in (A, B):
                             env=env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("NotFittedError this MLPClassifier is not fitted yet")
-    assert lines[1] == "ValueError X has 2 features, but MLPClassifier is expecting 3 features as input"
-    assert lines[2].startswith("ValueError Unknown label type: continuous")
+    assert lines[0].startswith("_NotFitted this MLPClassifier is not fitted yet")  # a NotFittedError
+    assert lines[1] == "InputError X has 2 features, but MLPClassifier is expecting 3 features as input"
+    assert lines[2].startswith("InputError Unknown label type: continuous")
     assert lines[3] == "MLPClassifier(epochs=25, hidden_layer_sizes=(8,), lr=0.01, random_state=0)"

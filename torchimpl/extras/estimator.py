@@ -13,11 +13,16 @@ still fits, predicts and scores. Try it:
     print(model.score(X[5000:6000], y[5000:6000]))"
 """
 
+import math
+import numbers
+
 import numpy as np
 import torch
 
 from common import estimator as base
-from common.cli import EVAL_BATCH
+from common.cli import ACTIVATIONS, EVAL_BATCH, MOST_FLOAT, MOST_INT, MOST_SEED, OPTIMIZERS
+from common.errors import InputError
+from common.memory import check_memory
 from torchimpl.data import make_loader
 from torchimpl.toolbox.model import MLP
 from torchimpl.train import make_optimizer, pick_device, train_epoch
@@ -56,13 +61,16 @@ class MLPClassifier(base.ClassifierMixin, base.BaseEstimator):
 
     def fit(self, X, y):
         """Train a fresh network on (X, y) for `epochs` epochs; return self."""
+        hidden, dtype = _check_params(self)
         X, y = _validate(self, X, y, reset=True)
         self.classes_, labels = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"MLPClassifier needs samples of at least 2 classes, got 1 class ({self.classes_[0]!r})")
+            raise InputError(f"MLPClassifier needs samples of at least 2 classes in y, got 1 class "
+                             f"({self.classes_[0]!r})")
+        sizes = [X.shape[1], *hidden, len(self.classes_)]
+        check_memory(sizes, dtype, bool(self.batchnorm), remedy="use smaller hidden_layer_sizes")
         seed, device = base.seed_from(self.random_state, _fresh_seed), pick_device(self.device)
-        sizes = [X.shape[1], *_hidden(self.hidden_layer_sizes), len(self.classes_)]
-        dtype = getattr(torch, np.dtype(self.dtype).name)
+        dtype = getattr(torch, dtype)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             model = MLP(sizes, self.activation, bool(self.batchnorm), float(self.dropout))
@@ -82,7 +90,10 @@ class MLPClassifier(base.ClassifierMixin, base.BaseEstimator):
 
     def decision_logits(self, X):
         """The network's raw outputs (N, n_classes) in evaluation mode, as float64."""
-        base.check_is_fitted(self)
+        try:
+            base.check_is_fitted(self)
+        except base.NotFittedError as err:
+            raise _NotFitted(str(err)) from None
         X = torch.tensor(_validate(self, X, reset=False))  # a copy: X may be read-only
         with torch.no_grad():
             out = [self.module_(X[i:i + EVAL_BATCH]) for i in range(0, len(X), EVAL_BATCH)]
@@ -101,11 +112,62 @@ class MLPClassifier(base.ClassifierMixin, base.BaseEstimator):
         return self.classes_[best]
 
 
+# ----------------------------------------------------------------------------- checking parameters
+
+
+class _InputTypeError(InputError, TypeError):
+    """Bad input that scikit-learn's conventions raise as a TypeError (sparse X, X holding dicts)."""
+
+
+class _NotFitted(InputError, base.NotFittedError):
+    """predict before fit: scikit-learn's NotFittedError, and an InputError like every refusal."""
+
+
+def _whole(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+
+
+def _check_params(estimator):
+    """Refuse, in one line naming the parameter and what it takes, what fit cannot train (fit
+    checks them, not __init__, as scikit-learn does); returns the hidden widths and the dtype."""
+    def refuse(name, allowed):
+        raise InputError(f"MLPClassifier's {name} must be {allowed}, got {getattr(estimator, name)!r}")
+
+    sizes = estimator.hidden_layer_sizes
+    sizes = [sizes] if _whole(sizes) else sizes
+    if isinstance(sizes, (str, bytes)) or not np.iterable(sizes) or not all(_whole(s) and s > 0 for s in sizes):
+        refuse("hidden_layer_sizes", "a positive whole number or a sequence of them (empty: no hidden layer)")
+    if estimator.activation not in ACTIVATIONS:
+        refuse("activation", f"one of {', '.join(ACTIVATIONS)}")
+    if not _real(estimator.dropout) or not 0 <= estimator.dropout < 1:
+        refuse("dropout", "a number at least 0 and below 1")
+    if estimator.optimizer not in OPTIMIZERS:
+        refuse("optimizer", f"one of {', '.join(OPTIMIZERS)}")
+    if not _real(estimator.lr) or not 0 < estimator.lr <= MOST_FLOAT:
+        refuse("lr", f"a positive finite number up to {MOST_FLOAT:.5g}")
+    if not _real(estimator.weight_decay) or not 0 <= estimator.weight_decay <= MOST_FLOAT:
+        refuse("weight_decay", f"a finite number from 0 to {MOST_FLOAT:.5g}")
+    for name in ("batch_size", "epochs"):
+        if not _whole(getattr(estimator, name)) or not 0 < getattr(estimator, name) <= MOST_INT:
+            refuse(name, f"a whole number from 1 to {MOST_INT}")
+    try:
+        dtype = np.dtype(estimator.dtype).name
+    except TypeError:
+        dtype = None
+    if dtype not in ("float32", "float64"):
+        refuse("dtype", "'float32' or 'float64'")
+    seed = estimator.random_state
+    if not (seed is None or (_whole(seed) and 0 <= seed <= MOST_SEED) or hasattr(seed, "randint")
+            or hasattr(seed, "integers")):
+        refuse("random_state", f"None, a whole number from 0 to {MOST_SEED} or a NumPy random generator")
+    return [int(s) for s in sizes], dtype
+
+
 # ----------------------------------------------------------------------------- checking inputs
-
-
-def _hidden(sizes):
-    return [int(sizes)] if np.ndim(sizes) == 0 else [int(s) for s in sizes]
 
 
 def _fresh_seed():
@@ -115,10 +177,24 @@ def _fresh_seed():
 def _validate(estimator, X, y=None, reset=True):
     """X as a 2-d float array in the estimator's dtype (and y as 1-d labels when fitting),
     through scikit-learn's validate_data where installed (its messages, n_features_in_,
-    feature_names_in_), through the checks below where not."""
+    feature_names_in_), through the checks below where not. Every refusal is an InputError of
+    one line (scikit-learn's first line: the rest is a dump of the array)."""
+    try:
+        return _arrays(estimator, X, y, reset)
+    except InputError:
+        raise
+    except TypeError as err:
+        raise _InputTypeError(str(err).strip().splitlines()[0]) from None
+    except ValueError as err:
+        raise InputError(str(err).strip().splitlines()[0]) from None
+
+
+def _arrays(estimator, X, y, reset):
     dtype = np.dtype(estimator.dtype)
     options = dict(accept_sparse=False, dtype=[np.float64, np.float32], ensure_2d=True)
     fitting = reset
+    if not hasattr(X, "toarray"):  # the common slips, in the same words with or without scikit-learn
+        _numbers(np.asarray(X))
     if base.HAVE_SKLEARN:
         validate = (lambda *a, **k: base.validate_data(estimator, *a, **k)) if base.validate_data \
             else estimator._validate_data
@@ -134,19 +210,36 @@ def _validate(estimator, X, y=None, reset=True):
     return X.astype(dtype, copy=False), _plain_y(y, len(X))
 
 
+def _numbers(X):
+    """Refuse an X that is not a 2-d array of finite numbers (strings: the value that fails)."""
+    if X.ndim != 2:
+        raise InputError(f"X must be a 2-d array (samples, features), got shape {X.shape}: "
+                         f"Reshape your data: X.reshape(-1, 1) for a single feature, X.reshape(1, -1) for a single sample")
+    if X.dtype.kind == "c":
+        raise InputError(f"Complex data not supported: X must hold real numbers, got {X.dtype}; pass X.real, "
+                         f"or the real and imaginary parts as separate features")
+    if X.dtype.kind in "USO":
+        try:
+            X = X.astype(np.float64)
+        except ValueError as err:
+            raise InputError(f"X must hold real numbers: {err}") from None
+        except TypeError as err:
+            raise _InputTypeError(f"X must hold real numbers: {err}") from None
+    if X.dtype.kind in "biuf" and not np.isfinite(X).all():
+        raise InputError("Input X contains NaN or infinity: MLPClassifier needs finite numbers "
+                         "(impute or drop the missing values)")
+
+
 def _plain_X(estimator, X, reset):
     if hasattr(X, "toarray"):
         raise TypeError("sparse input is not supported: pass a dense array (X.toarray())")
     X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"expected a 2-d array (samples, features), got shape {X.shape}: "
-                         f"reshape a single feature with X.reshape(-1, 1)")
-    if X.dtype.kind not in "biuf":
+    _numbers(X)
+    if X.dtype.kind not in "biufUSO":
         raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
+    X = X.astype(np.float64) if X.dtype.kind in "USO" else X
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"X is empty: shape {X.shape}")
-    if not np.isfinite(X).all():
-        raise ValueError("Input X contains NaN or infinity")
     if reset:
         estimator.n_features_in_ = X.shape[1]
     elif X.shape[1] != estimator.n_features_in_:
