@@ -24,7 +24,9 @@ TESTS = Path(__file__).resolve().parent
 # The files that hold scratch's own tests. Every other test file needs torch all the way through.
 SCRATCH_ALONE = ["test_accuracy.py", "test_checkpoint.py", "test_core.py", "test_data.py", "test_estimator.py",
                  "test_network.py", "test_oracles.py", "test_presets.py", "test_programs.py",
-                 "test_toolbox_layers.py", "test_toolbox_losses.py", "test_toolbox_optim.py", "test_twins.py"]
+                 "test_toolbox_layers.py", "test_toolbox_losses.py", "test_toolbox_optim.py", "test_twins.py",
+                 "test_cli_values.py", "test_data_safety.py", "test_divergence.py", "test_estimator_inputs.py",
+                 "test_fuzz_idx.py", "test_fuzz_model_files.py", "test_model_file_safety.py", "test_outputs.py"]
 
 
 def pytest_addoption(parser):
