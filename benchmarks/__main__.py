@@ -5,8 +5,10 @@
     python -m benchmarks --quick         4096 images, one timed epoch: a smoke test (no files unless --out)
     python -m benchmarks --json          print the run as one JSON object on stdout
 
-Backends: numpy (scratch/), torch-cpu (DataLoader), torch-cpu-resident, and where CUDA is
-available torch-cuda (DataLoader), torch-cuda-resident and torch-cuda-graph. Results go to
+Backends: numpy (the core, scratch/mlp.py), numpy-minimal (the same arithmetic as one plain
+loop), numpy-toolbox (the configurable network), torch-cpu (DataLoader), torch-cpu-resident, and
+where CUDA is available torch-cuda (DataLoader), torch-cuda-resident and torch-cuda-graph. Every
+timed record carries a per-phase profile (benchmarks/phases.py). Results go to
 benchmarks/results/ under the current folder (--out) as MACHINE.json, MACHINE.md and
 MACHINE-*.png, MACHINE being a slug of the GPU's or the CPU's name; a sweep's files are named
 MACHINE-sweep. Progress goes to stderr.
@@ -15,18 +17,22 @@ The way each backend is measured is in benchmarks/runner.py.
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
 
 from benchmarks import machine as mach
+from benchmarks.compiled import compile_note
+from benchmarks.peers import sklearn_note
 from benchmarks.report import format_table, write_report
 from benchmarks.runner import (BACKENDS, CUDA_BACKENDS, FULL_EPOCH, LOSS_FACTOR, STEP_CHECK_STEPS,
                                STEP_LOSS_RTOL, STEP_PARAM_RTOL, WARMUP_EPOCHS, run_config)
-from common.cli import positive_float, positive_int
+from common.cli import Parser, positive_float, positive_int, seed
 from common.errors import InputError, run_cli
-from common.idx import DEFAULT_DATA_DIR
+from common.idx import DEFAULT_DATA_DIR, FILES
 from common.machine import available_cpus
+from common.outputs import check_outputs
 from scratch.data import load_mnist
 
 PROG = "python -m benchmarks"
@@ -43,12 +49,16 @@ SWEEP_BATCHES = [64, 256, 1024]
 # backend. These counts keep each CPU epoch to a few seconds and the whole CPU sweep (3 CPU
 # backends x 4 epochs + the floor, 12 configurations) to about 10 minutes on 2 cores.
 SWEEP_IMAGES = {(128, 64): FULL_EPOCH, (512, 512): 30_000, (2048, 2048): 8192, (4096, 4096): 4096}
+# The NumPy loops the core is measured against run at every batch size of the default network; a
+# sweep leaves them out of the wider networks (unless --backends names them), where they would
+# double NumPy's share of its time and no target compares them.
+REFERENCE_LOOPS = ("numpy-minimal", "numpy-toolbox")
 
 # ----------------------------------------------------------------------------- the command line
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[2:7]))
     mode = parser.add_mutually_exclusive_group()
@@ -60,8 +70,9 @@ def build_parser():
                            f"writes no files unless --out is given")
     parser.add_argument("--hidden", type=positive_int, nargs="+", default=None, metavar="H",
                         help="hidden widths of the network (default: 128 64; not with --sweep)")
-    parser.add_argument("--batch-size", type=positive_int, default=None,
-                        help=f"minibatch size (default: {DEFAULT_BATCH}; not with --sweep)")
+    parser.add_argument("--batch-size", type=positive_int, nargs="+", default=None, metavar="B",
+                        help=f"minibatch sizes, each a configuration of this run (default: {DEFAULT_BATCH}; "
+                             f"not with --sweep)")
     parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="train on the first N images per epoch, times scaled to 60000 images "
                              "(with --sweep: every width; default: the sweep's own per-width counts)")
@@ -71,9 +82,9 @@ def build_parser():
     parser.add_argument("--backends", nargs="+", choices=list(BACKENDS), default=None, metavar="NAME",
                         help=f"backends to run (default: all that this machine has: {', '.join(BACKENDS)})")
     parser.add_argument("--threads", type=positive_int, default=None,
-                        help="threads for NumPy's BLAS and torch (default: the CPUs available)")
+                        help="threads for NumPy's BLAS and torch, at most the CPUs available (default: all of them)")
     parser.add_argument("--lr", type=positive_float, default=0.5, help="learning rate (default: 0.5)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights and shuffling (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed for weights and shuffling, 0 to 4294967295 (default: 0)")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="folder with the MNIST .gz files")
     parser.add_argument("--json", action="store_true", help="print the run as one JSON object on stdout")
     parser.add_argument("--out", default=None, metavar="DIR",
@@ -92,19 +103,51 @@ def configurations(args):
         return [(list(hidden), batch, args.limit or images)
                 for hidden, images in SWEEP_IMAGES.items() for batch in SWEEP_BATCHES]
     images = args.limit or (QUICK_IMAGES if args.quick else FULL_EPOCH)
-    return [(args.hidden or DEFAULT_HIDDEN, args.batch_size or DEFAULT_BATCH, images)]
+    return [(args.hidden or DEFAULT_HIDDEN, batch, images) for batch in dict.fromkeys(args.batch_size or [DEFAULT_BATCH])]
 
 
-def select_backends(requested):
-    """The backends to run, and {name: why not} for the CUDA ones this machine cannot run."""
-    note = mach.cuda_note()
+def unavailable(quick):
+    """{backend: why it cannot run here}: CUDA without a GPU, sklearn without scikit-learn, the
+    compiled rows without a compiler; and in --quick the compiled rows, whose compiling alone
+    (tens of seconds) would outlast the rest of a smoke test."""
+    cuda = mach.cuda_note()
+    notes = {name: cuda for name in CUDA_BACKENDS if cuda}
+    if sklearn_note():
+        notes["sklearn"] = sklearn_note()
+    for name, (_, device) in BACKENDS.items():
+        if name.endswith("-compiled") and name not in notes:
+            why = compile_note(device) or (quick and "left out of --quick: compiling takes tens of seconds "
+                                                     "(name it with --backends to time it)")
+            if why:
+                notes[name] = why
+    return notes
+
+
+def select_backends(requested, quick=False):
+    """The backends to run, and {name: why not} for those this run leaves out."""
     if requested is None:
-        names = [n for n in BACKENDS if note is None or n not in CUDA_BACKENDS]
-        return names, ({n: note for n in CUDA_BACKENDS} if note else {})
-    asked_cuda = [n for n in requested if n in CUDA_BACKENDS]
-    if asked_cuda and note:
-        raise InputError(f"{', '.join(asked_cuda)} asked for but {note}")
+        notes = unavailable(quick)
+        return [n for n in BACKENDS if n not in notes], notes
+    notes = unavailable(quick=False)  # a backend named runs, --quick or not, wherever it can
+    for name in requested:
+        if name in notes:
+            raise InputError(f"{name} asked for but {notes[name]}")
     return list(dict.fromkeys(requested)), {}
+
+
+def check_out_dir(out, inputs):
+    """Refuse, before any work, a report folder the run could not write into: a file in its
+    place, a missing ancestor that cannot be made, or report files that could not be written."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out {out} is a file: give a folder (a report is several files)")
+    ancestor = folder.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: the folder {ancestor} does not take new files: give a writable folder")
+    if folder.is_dir():  # each report file, probed as --save's target is; the stem is any
+        check_outputs({"--out": folder / "report.json"}, inputs)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -146,10 +189,14 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.limit is not None and args.limit > FULL_EPOCH:
         raise InputError(f"--limit {args.limit} exceeds the {FULL_EPOCH} training images")
+    if args.threads is not None and args.threads > available_cpus():
+        raise InputError(f"--threads {args.threads} exceeds the {available_cpus()} CPUs this process may "
+                         f"use: give at most {available_cpus()}")
     configs = configurations(args)
-    backends, not_measured = select_backends(args.backends)
+    backends, not_measured = select_backends(args.backends, args.quick)
     save = not args.no_save and (args.out is not None or not args.quick)
     if save:
+        check_out_dir(args.out or DEFAULT_OUT, {"--data-dir": [Path(args.data_dir) / name for name in FILES["train"]]})
         mach.require("matplotlib", "draw the report's figures (or pass --no-save)")
     runs = args.runs or (SWEEP_RUNS if args.sweep else QUICK_RUNS if args.quick else DEFAULT_RUNS)
 
@@ -164,11 +211,14 @@ def main(argv=None):
         machine = mach.describe_machine()
         log(f"{PROG}: {machine['cpu']}, GPU {machine['gpu']}, threads {machine['threads']}, "
             f"backends {', '.join(backends)}")
-        if not_measured:
-            log(f"{PROG}: not measured: {', '.join(not_measured)}: {machine['cuda_note']}")
+        for why in dict.fromkeys(not_measured.values()):
+            log(f"{PROG}: not measured: {', '.join(n for n, w in not_measured.items() if w == why)}: {why}")
         results = []
         for hidden, batch_size, images in configs:
-            results += run_config(X[:images], y[:images], hidden, batch_size, backends, runs,
+            names = backends
+            if args.sweep and args.backends is None and list(hidden) != DEFAULT_HIDDEN:
+                names = [n for n in backends if n not in REFERENCE_LOOPS]
+            results += run_config(X[:images], y[:images], hidden, batch_size, names, runs,
                                   lr=args.lr, seed=args.seed, log=log)
     finally:
         limiter.restore_original_limits()

@@ -11,18 +11,24 @@ plain SGD and cross-entropy in float32, and offers the same methods:
     get_params()     the weights as scratch params (NumPy arrays)
     set_params(p)    overwrite the weights in place (tensors keep their storage)
 
+and the torch backends a dict `record_fields` that the runner adds to their result record (which
+SGD variant ran; the compiled backends' compile time). The peers live apart: scikit-learn in
+benchmarks/peers.py, torch.compile in benchmarks/compiled.py.
+
 Loss is summed on the device inside the loop and read once per epoch: an .item() per step would
 make the CPU wait for the GPU at every step and hide the launch overhead being measured.
 """
+
+import inspect
 
 import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.machine import check_device
 from parity.convert import load_params_into, state_dict_to_params
-from scratch.mlp import iterate_minibatches, softmax_cross_entropy
-from scratch.toolbox.model import backward, forward, layer_sizes_of
-from scratch.toolbox.optim import SGD
+from scratch import mlp
+from scratch.toolbox.model import layer_sizes_of
 from torchimpl.data import make_loader
 from torchimpl.toolbox.model import MLP
 
@@ -32,27 +38,28 @@ from torchimpl.toolbox.model import MLP
 
 
 class NumpyBackend:
-    """The scratch twin's step (forward, softmax_cross_entropy, backward, SGD) over shuffled batches."""
+    """The core's step (scratch/mlp.py: forward, softmax_cross_entropy, backward, SGD) over the
+    core's shuffled batches; benchmarks/references.py holds the loops it is measured against."""
 
     name, device = "numpy", "cpu"
 
     def __init__(self, X, y, params, batch_size, lr, seed, device="cpu"):
-        self.X, self.y, self.batch_size = X, y, batch_size  # N, D and N
+        self.X, self.y, self.batch_size, self.lr = X, y, batch_size, lr  # N, D and N
         self.params = {k: np.array(v, copy=True) for k, v in params.items()}
-        self.optimizer = SGD(self.params, lr=lr)
+        self.optimizer = mlp.SGD(self.params, lr=lr)
         self.rng = np.random.default_rng(seed)
         self.total = 0.0
 
     def _train(self, xb, yb):
-        logits, caches = forward(self.params, xb)  # B, C
-        loss, dlogits = softmax_cross_entropy(logits, yb)
-        grads, _ = backward(dlogits, caches)
+        logits, caches = mlp.forward(self.params, xb)  # B, C
+        loss, dlogits = mlp.softmax_cross_entropy(logits, yb)
+        grads, _ = mlp.backward(dlogits, caches)  # no dL/dX: training does not use it
         self.optimizer.step(grads)
         return loss
 
     def epoch(self):
         self.total = 0.0
-        for xb, yb in iterate_minibatches(self.X, self.y, self.batch_size, self.rng):
+        for xb, yb in mlp.iterate_minibatches(self.X, self.y, self.batch_size, self.rng):
             self.total += float(self._train(xb, yb)) * len(yb)
 
     def sync(self):
@@ -74,6 +81,30 @@ class NumpyBackend:
 
 # ----------------------------------------------------------------------------- torch, shared
 
+# SGD(fused=True) came after the oldest torch the package admits (torch>=2.1 has no such argument):
+# ask for it only where this torch's SGD takes it, and record which variant ran.
+SGD_HAS_FUSED = "fused" in inspect.signature(torch.optim.SGD.__init__).parameters
+
+
+def sgd_options(device, fused):
+    """SGD's keyword arguments: fused=True where it is wanted, on CUDA, and this torch's SGD has it."""
+    return {"fused": True} if fused and SGD_HAS_FUSED and device.type == "cuda" else {}
+
+
+def sgd_variant(optimizer):
+    """'fused', 'foreach' or 'for-loop': the implementation torch.optim.SGD runs for these parameters."""
+    if optimizer.defaults.get("fused"):
+        return "fused"
+    foreach = optimizer.defaults.get("foreach")
+    if foreach is None:  # torch's default: resolved at the first step from where the parameters live
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        try:
+            from torch.optim.optimizer import _default_to_fused_or_foreach
+            foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)[1]
+        except (ImportError, TypeError):  # a torch without the helper: foreach on CUDA tensors alone
+            foreach = all(p.device.type == "cuda" for p in params)
+    return "foreach" if foreach else "for-loop"
+
 
 class _TorchBackend:
     """What the torch backends share: the model, the optimizer, the step, the loss on the device."""
@@ -82,17 +113,22 @@ class _TorchBackend:
     set_to_none = True  # optimizer.zero_grad()'s default: backward allocates fresh gradients
 
     def __init__(self, X, y, params, batch_size, lr, device, **sgd_options):
-        self.device, self.batch_size, self.n = torch.device(device), batch_size, len(X)
+        self.device, self.batch_size, self.n = check_device(device), batch_size, len(X)
         self.model = MLP(layer_sizes_of(params)).to(self.device)
         load_params_into(self.model, params)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, **sgd_options)
         self.loss_fn = nn.CrossEntropyLoss()
         self.total = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.record_fields = {"sgd": sgd_variant(self.optimizer)}
+
+    def forward_loss(self, xb, yb):
+        """The loss of the forward pass; benchmarks/compiled.py puts torch.compile's version here."""
+        return self.loss_fn(self.model(xb), yb)
 
     def _train(self, xb, yb):
         """The four lines of the torch twin: zero_grad, loss of the forward, backward, step."""
         self.optimizer.zero_grad(set_to_none=self.set_to_none)
-        loss = self.loss_fn(self.model(xb), yb)
+        loss = self.forward_loss(xb, yb)
         loss.backward()
         self.optimizer.step()
         loss = loss.detach()
@@ -154,15 +190,16 @@ class TorchLoaderBackend(_TorchBackend):
 class TorchResidentBackend(_TorchBackend):
     """The data held as tensors on the device; each batch gathered by indexing a shuffled randperm.
 
-    On CUDA the permutation is drawn on the GPU and SGD is fused (one kernel updates every
-    parameter), so a step launches only the kernels of the network itself.
+    On CUDA the permutation is drawn on the GPU and SGD is fused where this torch has the fused
+    kernel (one kernel updates every parameter), so a step launches only the kernels of the
+    network itself; elsewhere torch's default SGD runs (foreach on CUDA), and record_fields says which.
     """
 
     fused_sgd = True  # on CUDA; the CPU keeps torch's default SGD
 
     def __init__(self, X, y, params, batch_size, lr, seed, device="cpu"):
-        fused = self.fused_sgd and torch.device(device).type == "cuda"
-        super().__init__(X, y, params, batch_size, lr, device, **({"fused": True} if fused else {}))
+        super().__init__(X, y, params, batch_size, lr, device,
+                         **sgd_options(check_device(device), self.fused_sgd))
         self.name = f"torch-{self.device.type}-resident"
         self.X = torch.from_numpy(X).to(self.device)  # N, D
         self.y = torch.from_numpy(y).to(self.device)  # N

@@ -2,9 +2,10 @@
 
 Part of `python -m benchmarks`; same methods as the backends in benchmarks/backends.py. At batch
 64 an eager CUDA step is bound by launching its ~two dozen kernels one by one from Python; a
-graph replay launches them all with one call. Chosen over torch.compile(mode="reduce-overhead")
-because it needs no compiler toolchain and captures exactly the eager step (same kernels, same
-numbers), so it can be checked against NumPy like the others.
+graph replay launches them all with one call. torch.compile(mode="reduce-overhead") does the
+same through inductor (torch-cuda-compiled, benchmarks/compiled.py); this backend needs no
+compiler toolchain and captures exactly the eager step (same kernels, same numbers), the whole
+step with the optimizer, where the compiled backend replays the forward and backward only.
 
 The capture follows PyTorch's recipe for whole-network capture (CUDA semantics notes, "CUDA
 Graphs"): a few eager steps on a side stream first (lazy initialisation, cuBLAS workspaces,

@@ -1,4 +1,5 @@
-"""The PNG figures of a run: epoch time against batch size and against width, GPU over NumPy.
+"""The PNG figures of a run: epoch time against batch size and against width, GPU over NumPy,
+and where the time goes (the per-phase profile as stacked bars).
 
 Part of `python -m benchmarks`; drawn with matplotlib's Agg backend (no display needed).
 matplotlib comes with the `bench`/`dev` extra and is imported only here, when a figure is drawn.
@@ -9,7 +10,9 @@ batch size or one width gives no curve, and without CUDA records there is no GPU
 from pathlib import Path
 
 from benchmarks.machine import require
+from benchmarks.phases import PHASES
 from benchmarks.targets import CUDA_BACKENDS, timed, width_label
+from common.outputs import atomic_write
 
 STYLE = {  # backend -> (colour, marker)
     "numpy": ("tab:blue", "o"),
@@ -18,7 +21,12 @@ STYLE = {  # backend -> (colour, marker)
     "torch-cuda": ("tab:red", "v"),
     "torch-cuda-resident": ("tab:purple", "D"),
     "torch-cuda-graph": ("tab:brown", "P"),
+    "numpy-minimal": ("tab:cyan", "x"),
+    "numpy-toolbox": ("tab:olive", "*"),
+    "sklearn": ("tab:pink", "h"),
 }
+OTHER_STYLE = ("tab:gray", ".")  # a backend without its own style (a new one) still gets its curve
+PHASE_COLOURS = ["tab:purple", "tab:blue", "tab:cyan", "tab:green", "tab:orange", "tab:red", "lightgrey"]
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -59,7 +67,7 @@ def _plain_numbers(plt, ax):
 
 def _save(fig, out_dir, stem, name):
     path = Path(out_dir) / f"{stem}-{name}.png"
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     return path
 
 
@@ -94,7 +102,9 @@ def _finish(fig, axes, ylabel, title, out_dir, stem, name):
 
 def _draw_curves(ax, results, x):
     """One panel: each backend's median epoch time against x(record), and NumPy's matmul floor."""
-    for backend, (colour, marker) in STYLE.items():
+    names = list(STYLE) + sorted({r["backend"] for r in results} - set(STYLE))
+    for backend in names:
+        colour, marker = STYLE.get(backend, OTHER_STYLE)
         points = sorted((x(r), r["median_s"]) for r in results if r["backend"] == backend)
         if points:
             ax.plot(*zip(*points), color=colour, marker=marker, label=backend)
@@ -141,7 +151,7 @@ def plot_speedup(plt, data, out_dir, stem):
     fig, axes = _panels(plt, len(batches))
     for ax, batch in zip(axes, batches):
         for backend in CUDA_BACKENDS:
-            colour, marker = STYLE[backend]
+            colour, marker = STYLE.get(backend, OTHER_STYLE)
             points = sorted((position[tuple(r["hidden"])], numpy[batch, tuple(r["hidden"])] / r["median_s"])
                             for r in results if r["backend"] == backend and r["batch_size"] == batch
                             and (batch, tuple(r["hidden"])) in numpy)
@@ -154,10 +164,57 @@ def plot_speedup(plt, data, out_dir, stem):
                    out_dir, stem, "speedup")
 
 
+def _profiled(results):
+    return [r for r in _timed(results) if (r.get("profile") or {}).get("phases_s")]
+
+
+def plot_profile(plt, data, out_dir, stem):
+    """One panel per configuration: a bar per backend, its epoch split into the measured phases
+    and `left`, as shares of its own epoch (so that every configuration reads on one scale)."""
+    results = _profiled(data["results"])
+    configs = list(dict.fromkeys((r["batch_size"], tuple(r["hidden"])) for r in results))
+    cols = min(3, len(configs))
+    rows = -(-len(configs) // cols)
+    bars = max(sum(1 for r in results if (r["batch_size"], tuple(r["hidden"])) == c) for c in configs)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(5.5 * cols, 8), 1.2 + (0.8 + 0.32 * bars) * rows + 0.9),
+                             squeeze=False)
+    for ax, (batch, hidden) in zip(axes.flat, configs):
+        records = [r for r in results if r["batch_size"] == batch and tuple(r["hidden"]) == hidden]
+        for row, r in enumerate(records):
+            shares = [r["profile"]["phases_s"][p] / r["median_s"] for p in PHASES]
+            shares.append(max(r["profile"]["left_s"], 0.0) / r["median_s"])
+            start = 0.0
+            for i, (name, share) in enumerate(zip(PHASES + ["left (Python, dispatch)"], shares)):
+                ax.barh(row, share, left=start, color=PHASE_COLOURS[i], label=name if row == 0 else None)
+                start += share
+            ax.text(start + 0.01, row, f"{r['median_s']:.3g} s", va="center", fontsize=7)
+        ax.set_yticks(range(len(records)), [r["backend"] for r in records], fontsize=8)
+        ax.invert_yaxis()
+        widest = max(sum(r["profile"]["phases_s"].values()) / r["median_s"] for r in records)
+        ax.set(xlim=(0, max(1.25, widest + 0.2)), xlabel="share of the epoch",
+               title=f"{width_label(hidden)}, batch {batch}")
+    for ax in list(axes.flat)[len(configs):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.suptitle(_title(data, "Where the time goes").replace(": ", "\n", 1), fontsize=10)
+    fig.tight_layout(rect=(0, 0.12 if rows == 1 else 0.06, 1, 1))
+    return _save(fig, out_dir, stem, "profile")
+
+
 def plot_figures(data, out_dir, stem):
     """Draw what the data supports; return {name: Path of the PNG, or the reason it was not drawn}."""
     results = _timed(data["results"])
     out = {}
+    profiled = bool(_profiled(data["results"]))
+    if profiled:
+        plt = _pyplot()
+        try:
+            out["profile"] = plot_profile(plt, data, out_dir, stem)
+        finally:
+            plt.close("all")
+    else:
+        out["profile"] = "no record of this run carries a profile"
     n_batches = len({r["batch_size"] for r in results})
     n_widths = len({tuple(r["hidden"]) for r in results})
     numpy_configs = {(r["batch_size"], tuple(r["hidden"])) for r in results if r["backend"] == "numpy"}
@@ -165,7 +222,7 @@ def plot_figures(data, out_dir, stem):
                   for r in results)
     if n_batches < 2 and n_widths < 2 and not has_gpu:
         reason = "this run measured one configuration (run --sweep for batch sizes and widths)"
-        return {"batch": reason, "width": reason, "speedup": _no_gpu_reason(data)}
+        return {**out, "batch": reason, "width": reason, "speedup": _no_gpu_reason(data)}
     plt = _pyplot()
     try:
         out["batch"] = (plot_against_batch(plt, data, out_dir, stem) if n_batches >= 2

@@ -7,9 +7,11 @@ benchmark is a float32 benchmark, and the step check compares against NumPy in f
 """
 
 import importlib
+import importlib.metadata
 import os
 import platform
 import re
+import sys
 
 import numpy as np
 import torch
@@ -43,11 +45,39 @@ def pin_threads(n_threads):
     return limiter
 
 
+FLOAT32_SETTING = "torch.set_float32_matmul_precision('highest')"
+
+
 def pin_float32():
-    """Plain IEEE float32 matrix products on the GPU: no TF32 (torch's default, made explicit)."""
+    """Plain IEEE float32 matrix products on the GPU: no TF32 (torch's default, made explicit).
+
+    One API only. torch 2.9 added per-backend flags (torch.backends.cuda.matmul.fp32_precision)
+    beside the legacy ones (allow_tf32), and refuses to read a state that the two APIs set
+    differently: setting the legacy cuBLAS flag beside the new one makes a later read raise
+    (inductor reads allow_tf32 when it compiles). set_float32_matmul_precision is in every torch
+    from 2.1 through 2.14 and, from 2.9 on, sets both states consistently. cuDNN's TF32 flag is
+    left as torch has it: it governs convolutions and RNNs, and this network runs neither.
+    Returns what was set, as describe_machine records it.
+    """
     torch.set_float32_matmul_precision("highest")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    return FLOAT32_SETTING
+
+
+def check_device(name):
+    """torch.device(name), or one line saying why this machine has no such device."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InputError(f"unknown device {name!r}: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        note = cuda_note()
+        if note is not None:
+            raise InputError(f"device {name!r} asked for but {note}: use cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise InputError(f"device {name!r} asked for but this machine has {count} CUDA device(s), "
+                             f"cuda:0 to cuda:{count - 1}: use one of those, or cuda")
+    return device
 
 
 # ----------------------------------------------------------------------------- describing the machine
@@ -94,12 +124,41 @@ def describe_machine():
             "torch_interop": torch.get_num_interop_threads(),
         },
         "blas": blas,
-        "tf32": {
-            "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
-            "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
-            "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        },
+        "scikit_learn": package_version("scikit-learn"),
+        "tf32": tf32_state(),
     }
+
+
+def package_version(distribution):
+    """The installed version of a distribution, without importing it; None where it is absent."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def tf32_state():
+    """The TF32 flags as torch reports them after pin_float32, and the one call that set them.
+
+    Each flag is read on its own: a state that some other code set through both APIs makes torch
+    refuse the read, and the record then says so instead of failing the run.
+    """
+    def read(getter):
+        try:
+            return getter()
+        except RuntimeError as err:
+            return f"unreadable: {str(err).splitlines()[0][:120]}"
+
+    new_api = getattr(torch.backends.cuda.matmul, "fp32_precision", None) is not None
+    state = {
+        "set": FLOAT32_SETTING,
+        "cuda_matmul_allow_tf32": read(lambda: bool(torch.backends.cuda.matmul.allow_tf32)),
+        "cudnn_allow_tf32": read(lambda: bool(torch.backends.cudnn.allow_tf32)),
+        "float32_matmul_precision": read(torch.get_float32_matmul_precision),
+    }
+    if new_api:  # torch 2.9 on
+        state["cuda_matmul_fp32_precision"] = read(lambda: torch.backends.cuda.matmul.fp32_precision)
+    return state
 
 
 def slugify(text):
@@ -111,3 +170,28 @@ def machine_slug(machine):
     if machine.get("gpu"):
         return slugify(machine["gpu"])
     return slugify(f"{machine['cpu']} {machine['cores']}cpu")
+
+
+# ----------------------------------------------------------------------------- python -m benchmarks.machine
+
+
+def versions():
+    """One line per piece of the software stack and per device: what benchmarks/gpu-run.sh prints first."""
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    lines = [f"python {platform.python_version()} ({sys.executable})", f"numpy {np.__version__}",
+             f"torch {torch.__version__} (CUDA {torch.version.cuda or 'none'}, cuDNN {cudnn or 'none'})"]
+    lines += [f"{name} {package_version(name) or 'not installed'}"
+              for name in ("scikit-learn", "triton", "matplotlib", "threadpoolctl", "pytest")]
+    lines.append(f"CPU {cpu_model()}, {os.cpu_count()} logical CPUs, {available_cpus()} available")
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            lines.append(f"cuda:{i} {p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability "
+                         f"{p.major}.{p.minor}, {p.multi_processor_count} multiprocessors")
+    else:
+        lines.append(f"no CUDA device: {cuda_note()}")
+    return lines
+
+
+if __name__ == "__main__":
+    print("\n".join(versions()))

@@ -4,10 +4,12 @@ Part of `python -m benchmarks`. For one network and batch size every backend sta
 same scratch parameters (scratch.toolbox.model.init_params, copied into torch by parity.convert), and:
 
 1. correctness first: a few training steps on the same batches, compared with NumPy's;
-   a backend that disagrees is not timed;
+   a backend that disagrees is not timed, nor one whose run diverged (a loss that is not
+   finite, in those steps or in the warm-up epoch: reported as diverged, with the step);
 2. one untimed warm-up epoch, then `runs` timed epochs (device synchronised before each clock
    read, the loss summed on the device and read after the clock stops);
-3. after the timed epochs, its mean training loss over the last epoch beside NumPy's.
+3. after the timed epochs, its mean training loss over the last epoch beside NumPy's;
+4. a per-phase profile of its step on a fraction of the epoch (benchmarks/phases.py).
 
 Epochs shorter than MNIST's 60,000 images (--limit, --quick) are scaled to 60,000 images and
 the record says so (`scaled_from`).
@@ -20,8 +22,12 @@ import time
 import numpy as np
 import torch
 
+from benchmarks import phases
 from benchmarks.backends import NumpyBackend, TorchLoaderBackend, TorchResidentBackend
+from benchmarks.references import NumpyMinimalBackend, NumpyToolboxBackend
 from benchmarks.cudagraph import TorchGraphBackend
+from benchmarks.compiled import TorchCompiledBackend
+from benchmarks.peers import SklearnBackend
 from common.cli import N_CLASSES, N_FEATURES
 from scratch.toolbox.model import init_params
 
@@ -31,11 +37,16 @@ WARMUP_EPOCHS = 1
 # name -> (class, device). CUDA rows exist only where torch.cuda.is_available().
 BACKENDS = {
     "numpy": (NumpyBackend, "cpu"),
+    "numpy-minimal": (NumpyMinimalBackend, "cpu"),
+    "numpy-toolbox": (NumpyToolboxBackend, "cpu"),
     "torch-cpu": (TorchLoaderBackend, "cpu"),
     "torch-cpu-resident": (TorchResidentBackend, "cpu"),
+    "torch-cpu-compiled": (TorchCompiledBackend, "cpu"),  # benchmarks/compiled.py
+    "sklearn": (SklearnBackend, "cpu"),  # benchmarks/peers.py
     "torch-cuda": (TorchLoaderBackend, "cuda"),
     "torch-cuda-resident": (TorchResidentBackend, "cuda"),
     "torch-cuda-graph": (TorchGraphBackend, "cuda"),
+    "torch-cuda-compiled": (TorchCompiledBackend, "cuda"),
 }
 CUDA_BACKENDS = [name for name, (_, device) in BACKENDS.items() if device == "cuda"]
 
@@ -63,11 +74,21 @@ LOSS_FACTOR = 1.5
 # ----------------------------------------------------------------------------- the floor
 
 
-def matmul_floor(layer_sizes, batch_size, n_images, runs):
-    """Seconds for one epoch's worth of the NumPy step's matrix products alone (median, min, max).
+def floor_products(layer_sizes):
+    """The matrix products of one training step, by name: per layer x @ W.T (forward) and
+    dz.T @ x (dW), and dz @ W (dx) for every layer but the first, whose dx would be the images'
+    gradient, which training never uses (scratch's backward skips it, and torch's autograd does
+    not compute it: the data does not require grad). 784-128-64-10: 3 + 3 + 2 = 8 products."""
+    n = len(layer_sizes) - 1
+    return ([f"h{i - 1} @ W{i}.T" for i in range(1, n + 1)] + [f"dz{i}.T @ h{i - 1}" for i in range(n, 0, -1)]
+            + [f"dz{i} @ W{i}" for i in range(n, 1, -1)])
 
-    Per layer and step, the three products scratch computes: x @ W.T (forward), dout @ W (dx)
-    and dout.T @ x (dW), into preallocated outputs; no bias, ReLU, softmax or SGD update.
+
+def matmul_floor(layer_sizes, batch_size, n_images, runs):
+    """Seconds for one epoch's worth of the training step's matrix products alone (one per run).
+
+    The products of floor_products, at the step's shapes, into preallocated outputs; no bias,
+    ReLU, softmax or SGD update.
     """
     rng = np.random.default_rng(0)
     layers = list(zip(layer_sizes[:-1], layer_sizes[1:]))  # (fan_in, fan_out)
@@ -84,10 +105,11 @@ def matmul_floor(layer_sizes, batch_size, n_images, runs):
 
     def epoch():
         for b in batches:
-            for W, (x, h, dx, dW) in zip(weights, buffers[b]):
+            for i, (W, (x, h, dx, dW)) in enumerate(zip(weights, buffers[b])):
                 np.matmul(x, W.T, out=h)
-                np.matmul(h, W, out=dx)
                 np.matmul(h.T, x, out=dW)
+                if i > 0:  # no input gradient for the first layer
+                    np.matmul(h, W, out=dx)
 
     epoch()  # warm-up
     seconds = []
@@ -114,15 +136,30 @@ def normwise_error(a, b):
     return float(np.max(np.abs(a - b)) / scale) if scale > 0 else float(np.max(np.abs(a - b)))
 
 
+class Diverged(RuntimeError):
+    """A training run whose loss stopped being finite: reported as diverged and never timed."""
+
+
 def run_steps(backend, batches):
     """Train on the given batches; return (losses, params afterwards)."""
-    losses = [float(backend.step(idx)) for idx in batches]
+    with np.errstate(all="ignore"):  # overflow in a diverging run: reported by check_finite
+        losses = [float(backend.step(idx)) for idx in batches]
     return losses, backend.get_params()
 
 
-def step_check(backend, batches, reference):
-    """Compare a backend's steps with NumPy's (`reference` = run_steps of a NumpyBackend)."""
+def check_finite(name, losses, lr):
+    """Raise Diverged naming the backend and the first step whose loss is not finite."""
+    for step, loss in enumerate(losses, 1):
+        if not math.isfinite(loss):
+            raise Diverged(f"the run diverged: {name}'s loss is {loss} at step {step} of the step check "
+                           f"(lr {lr:g}); a diverged configuration is not timed: lower --lr")
+
+
+def step_check(backend, batches, reference, name="this backend", lr=math.nan):
+    """Compare a backend's steps with NumPy's (`reference` = run_steps of a NumpyBackend); raise
+    Diverged, rather than compare, where this backend's losses stop being finite."""
     losses, params = run_steps(backend, batches)
+    check_finite(name, losses, lr)
     ref_losses, ref_params = reference
     loss_err = max(normwise_error(a, b) for a, b in zip(losses, ref_losses))
     param_errs = {k: normwise_error(params[k], ref_params[k]) for k in ref_params}
@@ -141,11 +178,16 @@ def describe_check_failure(check):
 # ----------------------------------------------------------------------------- timing
 
 
-def time_epochs(backend, runs):
-    """Seconds of `runs` training epochs after WARMUP_EPOCHS untimed ones."""
+def time_epochs(backend, runs, name="this backend"):
+    """Seconds of `runs` training epochs after WARMUP_EPOCHS untimed ones; Diverged where the
+    warm-up's loss is not finite (the timed epochs would time a run that no longer trains)."""
     for _ in range(WARMUP_EPOCHS):
-        backend.epoch()
+        with np.errstate(all="ignore"):
+            backend.epoch()
         backend.sync()
+    if not math.isfinite(backend.epoch_loss()):
+        raise Diverged(f"the run diverged: {name}'s mean loss over its warm-up epoch is "
+                       f"{backend.epoch_loss()}; a diverged configuration is not timed: lower --lr")
     seconds = []
     for _ in range(runs):
         backend.sync()
@@ -176,17 +218,20 @@ def run_config(X, y, hidden, batch_size, backends, runs, lr=0.5, seed=0, log=pri
         base["scaled_from"] = n
     batches = check_batches(n, batch_size)
     reference = run_steps(NumpyBackend(X, y, params, batch_size, lr, seed), batches)
+    profiler = phases.Profiler(X, y, params, batch_size, lr, seed, FULL_EPOCH)
     records = []
     for name in backends:
         cls, device = BACKENDS[name]
         record = {"backend": name, "device": device, **base, "runs": runs}
         try:
+            check_finite("numpy", reference[0], lr)  # NumPy's steps are every backend's reference
             backend = cls(X, y, params, batch_size, lr, seed, device)
-            record["step_check"] = step_check(backend, batches, reference)
+            record.update(getattr(backend, "record_fields", {}))  # e.g. the SGD variant, the compile time
+            record["step_check"] = step_check(backend, batches, reference, name, lr)
             if not record["step_check"]["ok"]:
                 raise RuntimeError(describe_check_failure(record["step_check"]))
             backend.set_params(params)  # the timed training starts from the shared weights
-            seconds = time_epochs(backend, runs)
+            seconds = time_epochs(backend, runs, name)
             record.update(summary(seconds, scale), final_loss=backend.epoch_loss())
             if n != FULL_EPOCH:
                 record["raw_median_s"] = statistics.median(seconds)
@@ -197,8 +242,11 @@ def run_config(X, y, hidden, batch_size, backends, runs, lr=0.5, seed=0, log=pri
             if name == "numpy":
                 floor = matmul_floor(sizes, batch_size, n, runs)
                 record["floor_s"] = statistics.median(floor) * scale
+                record["floor_products"] = floor_products(sizes)
+            backend = None
+            profiler.profile(record, cls, device)
         except Exception as err:  # recorded and reported; the other backends still run
-            record["error"] = f"{type(err).__name__}: {err}"
+            record["error"] = str(err) if isinstance(err, Diverged) else f"{type(err).__name__}: {err}"
         finally:
             backend = None
             if torch.cuda.is_available():
