@@ -253,8 +253,10 @@ def _plain_y(y, n):
         raise ValueError("MLPClassifier requires y to be passed, but the target y is None")
     y = np.asarray(y)
     y = y.ravel() if y.ndim == 2 and y.shape[1] == 1 else y
-    if y.ndim != 1 or len(y) != n:
+    if y.ndim != 1:
         raise ValueError(f"y must be 1-d with one label per sample ({n}), got shape {y.shape}")
+    if len(y) != n:  # scikit-learn's words
+        raise ValueError(f"Found input variables with inconsistent numbers of samples: [{n}, {len(y)}]")
     if y.dtype.kind == "f" and (not np.isfinite(y).all() or (y != np.round(y)).any()):
         raise ValueError("Unknown label type: continuous; MLPClassifier needs class labels")
     return y
