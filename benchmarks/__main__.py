@@ -28,10 +28,11 @@ from benchmarks.peers import sklearn_note
 from benchmarks.report import format_table, write_report
 from benchmarks.runner import (BACKENDS, CUDA_BACKENDS, FULL_EPOCH, LOSS_FACTOR, STEP_CHECK_STEPS,
                                STEP_LOSS_RTOL, STEP_PARAM_RTOL, WARMUP_EPOCHS, run_config)
-from common.cli import Parser, positive_float, positive_int, seed
+from common.cli import N_CLASSES, N_FEATURES, Parser, positive_float, positive_int, seed
 from common.errors import InputError, run_cli
 from common.idx import DEFAULT_DATA_DIR, FILES
 from common.machine import available_cpus
+from common.memory import check_memory
 from common.outputs import check_outputs
 from scratch.data import load_mnist
 
@@ -189,10 +190,11 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.limit is not None and args.limit > FULL_EPOCH:
         raise InputError(f"--limit {args.limit} exceeds the {FULL_EPOCH} training images")
-    if args.threads is not None and args.threads > available_cpus():
-        raise InputError(f"--threads {args.threads} exceeds the {available_cpus()} CPUs this process may "
-                         f"use: give at most {available_cpus()}")
+    if args.threads is not None:
+        mach.check_threads(args.threads)
     configs = configurations(args)
+    for hidden, _, _ in configs:  # a width too large for this machine, refused before anything is allocated
+        check_memory([N_FEATURES, *hidden, N_CLASSES], "float32")
     backends, not_measured = select_backends(args.backends, args.quick)
     save = not args.no_save and (args.out is not None or not args.quick)
     if save:

@@ -8,7 +8,6 @@ update is memory-bound (each weight read and written, through a temporary the si
 weights), so more BLAS threads shrink the products and not the update.
 """
 
-import argparse
 import statistics
 import time
 
@@ -16,8 +15,9 @@ import numpy as np
 
 from benchmarks import machine, phases, runner
 from benchmarks.backends import NumpyBackend
-from common.cli import N_CLASSES, N_FEATURES, positive_int
+from common.cli import N_CLASSES, N_FEATURES, Parser, positive_int
 from common.errors import run_cli
+from common.memory import check_memory
 from scratch.data import load_mnist
 from scratch.toolbox.model import init_params
 
@@ -50,12 +50,15 @@ def update_seconds(params, grads, lr, steps):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=positive_int, default=1)
-    parser.add_argument("--hidden", type=positive_int, nargs="+", default=[2048, 2048])
-    parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--images", type=positive_int, default=1024)
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=positive_int, default=1, help="BLAS threads, at most the CPUs (default: 1)")
+    parser.add_argument("--hidden", type=positive_int, nargs="+", default=[2048, 2048],
+                        help="hidden widths (default: 2048 2048)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="minibatch size (default: 64)")
+    parser.add_argument("--images", type=positive_int, default=1024, help="images timed (default: 1024)")
     args = parser.parse_args(argv)
+    machine.check_threads(args.threads)
+    check_memory([N_FEATURES, *args.hidden, N_CLASSES], "float32")
     limiter = machine.pin_threads(args.threads)
     try:
         X, y = load_mnist()

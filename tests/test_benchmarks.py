@@ -160,6 +160,16 @@ def test_more_threads_than_cpus_are_refused_before_any_work(capsys):
     assert capsys.readouterr().err == ""  # refused before the first log line
 
 
+@pytest.mark.parametrize("flags, words", [(["--threads", "100000"], "exceeds the"),
+                                          (["--hidden", "1000000000"], "needs 2.89 TiB for its float32 parameters")])
+def test_the_gap_script_and_the_benchmarks_refuse_what_this_machine_cannot_run(flags, words):
+    from benchmarks import gap
+
+    for program in (gap.main, main):
+        with pytest.raises(InputError, match=words):
+            program([*flags, "--no-save"] if program is main else flags)
+
+
 def test_an_out_that_is_a_file_is_refused_before_any_work_and_kept(tmp_path, capsys):
     existing = tmp_path / "results.md"
     existing.write_bytes(b"the old report")
