@@ -73,7 +73,12 @@ def train_epoch(model, optimizer, batches, loss="ce", epoch=1):
     for step, (xb, yb) in enumerate(batches, 1):
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported just below
             out, caches = forward(model.params, xb, model.arch, model.buffers, train=True, rng=model.rng)  # B, C
-            value, dout = LOSSES[loss](out, loss_targets(loss, yb, out))
+            try:
+                value, dout = LOSSES[loss](out, loss_targets(loss, yb, out))
+            except InputError:  # bce refuses a nan output as no probability: the weights overflowed
+                if np.isfinite(out).all():
+                    raise
+                value = float("nan")
         if not np.isfinite(value):
             # A weight the last update made inf or nan shows here, in this step's loss (inf * 0
             # is nan): the weights are scanned only then, not after every step.

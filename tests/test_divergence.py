@@ -11,6 +11,7 @@ import pytest
 
 import scratch.train
 from common.errors import InputError, run_cli
+from in_process import run_program
 from scratch.toolbox.losses import binary_cross_entropy_with_logits
 from scratch.toolbox.model import Network
 
@@ -154,3 +155,15 @@ def test_parity_exits_1_for_a_diverging_run_and_its_json_says_where(capsys):
     found = json.loads(capsys.readouterr().out)
     assert found["ok"] is False
     assert found["diverged"] == {"float32": {"step": 3, "scratch": "the loss is nan", "torch": "the loss is nan"}}
+
+
+@pytest.mark.parametrize("module", ["scratch.train", pytest.param("torchimpl.train", marks=pytest.mark.torch)])
+def test_a_sigmoid_output_made_nan_by_an_overflowed_update_is_a_divergence_not_a_bad_probability(module, capsys):
+    """bce's loss refuses a nan output as no probability (torch's BCELoss raises on it); after an
+    overflowing update that nan is the run diverging, and both twins say so at the same step."""
+    flags = ["--lr", "3.4e38", "--data", "student", "--loss", "bce", "--batch-size", "1", "--epochs", "1",
+             "--hidden", "8"]
+    status, out, err = run_program(module, flags, capsys)
+    assert status == 2 and len(err) == 1 and "Traceback" not in err[0], err
+    assert ("training stopped at epoch 1, step 2: the loss is finite, but by this step's update the weights "
+            "overflowed to inf or nan; the run diverged") in err[0]

@@ -80,7 +80,12 @@ def train_epoch(model, optimizer, batches, loss="ce", epoch=1):
         xb, yb = xb.to(device), yb.to(device)
         optimizer.zero_grad()
         out = model(xb)  # B, C
-        value = loss_fn(out, loss_targets(loss, yb, out))
+        try:
+            value = loss_fn(out, loss_targets(loss, yb, out))
+        except RuntimeError:  # BCELoss refuses a nan output as no probability: the weights overflowed
+            if torch.isfinite(out).all():
+                raise
+            value = torch.tensor(float("nan"))
         if not torch.isfinite(value):
             # A weight the last update made inf or nan shows here, in this step's loss (inf * 0
             # is nan): the weights are scanned only then, not after every step.
