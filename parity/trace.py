@@ -11,7 +11,6 @@ different one is refused rather than silently changed. Run it:
     python -m parity.trace path/to/model.py:Net [--module-args '{"hidden": 128}']
 """
 
-import argparse
 import importlib
 import importlib.util
 import json
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from common.cli import Parser
 from common.errors import InputError, run_cli
 
 
@@ -478,7 +478,7 @@ def load_module(spec, module_args=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m parity.trace", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m parity.trace", description=__doc__.splitlines()[0])
     parser.add_argument("spec", help="path/to/file.py:NAME or package.module:NAME (a class or a function)")
     parser.add_argument("--module-args", default=None, metavar="JSON",
                         help='keyword arguments for NAME, as a JSON object: \'{"hidden": 128}\'')

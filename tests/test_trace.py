@@ -499,3 +499,10 @@ def test_the_program_prints_the_structure_and_the_mapping(reader_file, capsys):
     assert main([f"{reader_file}:Net", "--module-args", '{"hidden": 6}']) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("layers 10-6-3  activation relu") and "fc1.weight -> W1" in out
+
+
+def test_a_bad_command_line_is_one_line_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--module-args"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("python -m parity.trace: error:"), err
