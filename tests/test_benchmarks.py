@@ -479,7 +479,7 @@ def test_a_sweep_runs_the_reference_loops_on_the_default_network_only(monkeypatc
     monkeypatch.setattr(program, "run_config", lambda X, y, hidden, batch, names, runs, **kw:
                         asked.setdefault(tuple(hidden), set()).update(names) or [])
     assert program.main(["--sweep", "--no-save", "--limit", "64", "--backends", "numpy", "numpy-minimal"]) == 0
-    assert all(names == {"numpy", "numpy-minimal"} for names in asked.values())  # asked for by name
+    assert asked and all(names == {"numpy", "numpy-minimal"} for names in asked.values())  # asked for by name
     asked.clear()
     assert program.main(["--sweep", "--no-save", "--limit", "64"]) == 0
     assert {"numpy-minimal", "numpy-toolbox"} <= asked[(128, 64)]

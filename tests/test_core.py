@@ -110,8 +110,9 @@ def test_the_training_backward_skips_the_input_gradient_and_keeps_every_paramete
     _, dlogits = mlp.softmax_cross_entropy(logits, y)
     with_dX, dX = backward(dlogits, caches, input_grad=True)
     calls = []
-    monkeypatch.setattr(mlp, "linear_backward", lambda dout, cache, need_dx=True: calls.append(need_dx) or
-                        (dout @ cache[1] if need_dx else None, dout.T @ cache[0], dout.sum(axis=0)))
+    real = mlp.linear_backward  # watched, not replaced: the skip under test is the real one's
+    monkeypatch.setattr(mlp, "linear_backward",
+                        lambda dout, cache, need_dx=True: calls.append(need_dx) or real(dout, cache, need_dx))
     grads, none = backward(dlogits, caches)
     assert none is None and dX.shape == X.shape
     assert list(grads) == list(with_dX) == ["W3", "b3", "W2", "b2", "W1", "b1"]

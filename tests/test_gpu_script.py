@@ -70,13 +70,15 @@ def test_without_a_cuda_device_it_refuses_in_one_line_and_writes_nothing(tmp_pat
 
 
 def test_a_missing_or_wrong_out_dir_is_refused(tmp_path):
-    assert "name the folder" in gpu_run().stderr and gpu_run().returncode == 2
+    done = gpu_run()
+    assert done.returncode == 2 and "name the folder" in done.stderr
     a_file = tmp_path / "file.txt"
     a_file.write_text("keep me")
     done = gpu_run(str(a_file))
     assert done.returncode == 2 and "is not a folder" in done.stderr
     assert a_file.read_text() == "keep me"
-    assert gpu_run(str(tmp_path), "--fast").returncode == 2
+    done = gpu_run(str(tmp_path), "--fast")
+    assert done.returncode == 2 and "unknown option --fast" in done.stderr
 
 
 def test_plan_runs_the_stages_in_order_within_about_eight_minutes(plan):
