@@ -48,6 +48,8 @@ STORAGES = {"FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage"
             "ComplexFloatStorage": "complex64", "ComplexDoubleStorage": "complex128"}
 KINDS = {"c": "complex", "M": "datetime", "m": "timedelta", "U": "string", "S": "bytes", "V": "structured",
          "O": "Python object", "b": "boolean", "i": "integer", "u": "integer", "f": "floating-point"}
+# what zipfile raises reading a damaged member (a bad CRC is a BadZipFile; a bad stream zlib.error)
+READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError)
 ONLY_REAL = "a model file holds real floating-point tensors (float16, float32, float64; bfloat16 from torch)"
 
 
@@ -125,8 +127,7 @@ def read_member(archive, name, most, path):
         with archive.open(info) as f:
             data = f.read(info.file_size)
             tail = f.read(1)  # reaching the end is what makes zipfile compare the CRC-32
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
-            RuntimeError) as err:
+    except READ_ERRORS as err:
         raise InputError(f"{path}: {name} is damaged ({_first_line(err)}): the file is corrupt; save the "
                          f"model again") from None
     if len(data) != info.file_size or tail:
@@ -142,8 +143,7 @@ def verify_member(archive, name, path):
         with archive.open(info) as f:
             while f.read(1 << 20):
                 pass
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
-            RuntimeError) as err:
+    except READ_ERRORS as err:
         raise InputError(f"{path}: {name} is damaged ({_first_line(err)}): the file is corrupt; save the "
                          f"model again") from None
 
@@ -153,8 +153,7 @@ def read_head(archive, name, n, path):
     try:
         with archive.open(_info(archive, name, path)) as f:
             return f.read(n)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
-            RuntimeError) as err:
+    except READ_ERRORS as err:
         raise InputError(f"{path}: {name} is damaged ({_first_line(err)}): save the model again") from None
 
 
@@ -239,6 +238,10 @@ class StorageSpec(NamedTuple):
     key: str
     dtype: str
     numel: int
+
+    @property
+    def nbytes(self):
+        return self.numel * ITEMSIZE[self.dtype]
 
 
 class TensorSpec(NamedTuple):

@@ -30,14 +30,6 @@ NOT_MODEL = ("{} is not a model file: expected a .npz written by python -m scrat
              "state_dict written by torch.save (python -m torchimpl.train --save)")
 
 
-def file_kind(path):
-    """'npz' (scratch's format) or 'torch' (torch.save's zip format), read off the archive's
-    member names; InputError for anything else."""
-    kind, archive = open_archive(path, checks.limits(None))
-    archive.close()
-    return kind
-
-
 def open_archive(path, limit):
     """(kind, zipfile.ZipFile) of `path`, checked against `limit` (common.archive.Limits) before
     its member list is parsed; InputError for a file that is neither twin's."""
@@ -184,7 +176,7 @@ class ModelFile:
             raise InputError(f"{self.path} holds a {type(state).__name__}, not a state_dict of tensors: "
                              f"save model.state_dict()")
         for key, spec in state.items():
-            wanted = ("int64", "int32") if checks.is_counter(key) else ("float16", "bfloat16", "float32", "float64")
+            wanted = checks.COUNTERS.values() if checks.is_counter(key) else (*checks.FLOATS.values(), "bfloat16")
             if spec.storage.dtype not in wanted:
                 what = "an integer counter" if checks.is_counter(key) else checks.ONLY_REAL
                 raise InputError(f"{self.path}: tensor {key} holds {spec.storage.dtype} values: {what}")
@@ -207,7 +199,7 @@ class ModelFile:
             total = sum(math.prod(spec.shape) * spec.itemsize for spec in self.specs.values())
         for storage in {spec.storage.key: spec.storage for spec in self.specs.values()}.values() \
                 if self.kind == "torch" else ():
-            member, nbytes = f"{self.prefix}data/{storage.key}", storage.numel * checks.ITEMSIZE[storage.dtype]
+            member, nbytes = f"{self.prefix}data/{storage.key}", storage.nbytes
             declared = checks._info(self.archive, member, self.path).file_size
             if declared != nbytes:
                 raise InputError(f"{self.path}: storage {storage.key} holds {declared} bytes, not the {nbytes} "
@@ -228,17 +220,18 @@ class ModelFile:
         """The bytes of a torch storage (common.archive.StorageSpec), read once, CRC-32 verified."""
         if storage.key not in self._storages:
             self._storages[storage.key] = checks.read_member(
-                self.archive, f"{self.prefix}data/{storage.key}", storage.numel * checks.ITEMSIZE[storage.dtype],
-                self.path)
+                self.archive, f"{self.prefix}data/{storage.key}", storage.nbytes, self.path)
         return self._storages[storage.key]
 
     def verify(self):
         """Verify the CRC-32 of every member torch.load will read (it checks none itself): the
-        storages of the tensors, and the small records beside data.pkl (read above)."""
+        storages of the tensors, and the small records beside data.pkl (data.pkl and byteorder were
+        read whole above, their CRC-32 with them)."""
         for storage in {spec.storage.key for spec in self.specs.values()}:
             checks.verify_member(self.archive, f"{self.prefix}data/{storage}", self.path)
+        read = {self.prefix + "data.pkl", self.prefix + "byteorder"}
         for info in self.archive.infolist():
-            if not info.filename.startswith(self.prefix + "data/") and info.file_size <= 4096:
+            if not info.filename.startswith(self.prefix + "data/") and info.file_size <= 4096 and info.filename not in read:
                 checks.verify_member(self.archive, info.filename, self.path)
 
 

@@ -32,7 +32,6 @@ ONE_SIDED = {
     "scratch.toolbox.model.predict": "model(x).argmax(dim=1)",
     "torchimpl.toolbox.model.MLP": "scratch.toolbox.model's functions and its Network",
     "torchimpl.train.pick_device": "nothing: NumPy runs on the CPU only",
-    "scratch.extras.checkpoint.TorchUnpickler": "torch.load(weights_only=True), which reads torch.save's files",
 }
 
 # Shared names whose parameters differ, each by exactly these parameters on one side, and why.

@@ -9,7 +9,7 @@ with a note of the mapping on stderr), into existing arrays, checking every name
 A torch.save file is a zip archive: <prefix>/data.pkl is a pickle of the state_dict whose
 tensors are calls to torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...) and
 whose storages are persistent ids ('storage', torch.FloatStorage, key, location, numel)
-pointing at the raw bytes in <prefix>/data/<key>. TorchUnpickler (common/archive.py) reads that
+pointing at the raw bytes in <prefix>/data/<key>. common.archive.StateDictUnpickler reads that
 into descriptions of tensors and refuses every other global, so loading runs no code from the
 file; NumPy then rebuilds each tensor from its storage's bytes.
 
@@ -36,7 +36,6 @@ from common.layout import torch_names
 # ----------------------------------------------------------------------------- reading files
 
 # common/archive.py's reader of torch.save's data.pkl, which builds descriptions, not tensors
-TorchUnpickler = archive.StateDictUnpickler
 _NUMPY_OF = {"float16": "f2", "float32": "f4", "float64": "f8", "bfloat16": "u2", "int64": "i8", "int32": "i4"}
 
 
