@@ -78,6 +78,11 @@ class TorchCompiledBackend(TorchResidentBackend):
             return loss_fn(model(xb), yb)
 
         sizes = sorted({min(batch_size, self.n), self.n % batch_size} - {0}, reverse=True)
+        # Every instance compiles this same nested function, and dynamo keeps its graphs per code
+        # object: past config.recompile_limit (8) shapes, as a sweep's widths and batches reach,
+        # it would run the step uncompiled with only a warning. A fresh cache per backend keeps
+        # each row compiled (its own shapes are two at most); the disk cache still speeds it up.
+        torch.compiler.reset()
         before, start = compile_counts(), time.perf_counter()
         self.forward_loss = torch.compile(forward_loss, mode=self.mode, dynamic=False)
         try:
