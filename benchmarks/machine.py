@@ -65,10 +65,9 @@ def pin_float32():
     (inductor reads allow_tf32 when it compiles). set_float32_matmul_precision is in every torch
     from 2.1 through 2.14 and, from 2.9 on, sets both states consistently. cuDNN's TF32 flag is
     left as torch has it: it governs convolutions and RNNs, and this network runs neither.
-    Returns what was set, as describe_machine records it.
+    What was set is FLOAT32_SETTING, which tf32_state records.
     """
     torch.set_float32_matmul_precision("highest")
-    return FLOAT32_SETTING
 
 
 def check_device(name):

@@ -99,9 +99,9 @@ def matmul_floor(layer_sizes, batch_size, n_images, runs):
     for b in set(batches):
         buffers[b] = [(rng.standard_normal((b, fan_in), dtype=np.float32),  # x: B, D
                        np.empty((b, fan_out), np.float32),  # h and dout: B, H
-                       np.empty((b, fan_in), np.float32),  # dx: B, D
+                       np.empty((b, fan_in), np.float32) if i > 0 else None,  # dx: B, D (none for the images)
                        np.empty((fan_out, fan_in), np.float32))  # dW: H, D
-                      for fan_in, fan_out in layers]
+                      for i, (fan_in, fan_out) in enumerate(layers)]
 
     def epoch():
         for b in batches:
