@@ -215,3 +215,8 @@ class TorchResidentBackend(_TorchBackend):
     def step(self, idx):
         idx = torch.from_numpy(np.asarray(idx)).to(self.device)
         return self._train(self.X.index_select(0, idx), self.y.index_select(0, idx))
+
+    def batch_sizes(self):
+        """The sizes of an epoch's batches, the full one first and the remainder, if any, after:
+        the shapes a compiled or captured step must be ready for."""
+        return sorted({min(self.batch_size, self.n), self.n % self.batch_size} - {0}, reverse=True)

@@ -77,7 +77,7 @@ class TorchCompiledBackend(TorchResidentBackend):
         def forward_loss(xb, yb):  # B, D and B -> the mean cross-entropy
             return loss_fn(model(xb), yb)
 
-        sizes = sorted({min(batch_size, self.n), self.n % batch_size} - {0}, reverse=True)
+        sizes = self.batch_sizes()
         # Every instance compiles this same nested function, and dynamo keeps its graphs per code
         # object: past config.recompile_limit (8) shapes, as a sweep's widths and batches reach,
         # it would run the step uncompiled with only a warning. A fresh cache per backend keeps

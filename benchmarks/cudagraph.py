@@ -48,7 +48,7 @@ class TorchGraphBackend(TorchResidentBackend):
             raise InputError(f"the CUDA graph backend needs a CUDA device, got {device!r}")
         super().__init__(X, y, params, batch_size, lr, seed, device)
         self.name = "torch-cuda-graph"
-        sizes = sorted({min(batch_size, self.n), self.n % batch_size} - {0}, reverse=True)
+        sizes = self.batch_sizes()
         self._warm_up(sizes)
         self.graphs = {size: self._capture(size) for size in sizes}
         self.set_params(params)  # undo the warm-up steps: start from the shared weights
