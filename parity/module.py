@@ -114,11 +114,12 @@ def verdicts(structure, results):
 
 def compare_module(model, X, y, X_test=None, y_test=None, *, steps=None, optimizer="sgd", lr=None, momentum=0.0,
                    nesterov=False, weight_decay=None, schedule="none", batch_size=64, seed=0, loss="ce",
-                   dtypes=DTYPES, on_result=None):
+                   dtypes=DTYPES, on_result=None, structure=None):
     """The usual parity checks on `model` (an nn.Module built from Linear layers): it and the scratch
     network of the same structure, started from the module's own weights, on X (N, D) and y (N,);
-    tested on X_test, y_test (default: the training data). Returns a ModuleReport."""
-    structure = trace(model)
+    tested on X_test, y_test (default: the training data). structure: trace(model), where the
+    caller has it already. Returns a ModuleReport."""
+    structure = trace(model) if structure is None else structure
     X, y = np.asarray(X), np.asarray(y)
     test = (X, y) if X_test is None else (np.asarray(X_test), np.asarray(y_test))
     config = config_for(structure, Config(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
@@ -190,5 +191,5 @@ def main(args, argv, config, data):
                             lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
                             weight_decay=config.weight_decay, schedule=config.schedule,
                             batch_size=config.batch_size, seed=config.seed, loss=config.loss,
-                           dtypes=config.dtypes, on_result=None if args.json else show)
+                           dtypes=config.dtypes, on_result=None if args.json else show, structure=structure)
     return found, config

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from common import layout
 from common.cli import Parser
 from common.errors import InputError, run_cli
 
@@ -51,7 +52,7 @@ class Structure:
 
 # ----------------------------------------------------------------------------- what a node is
 
-ACTIVATION_MODULES = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.LeakyReLU: "leaky_relu"}
+ACTIVATION_MODULES = {getattr(nn, module): name for name, module in layout.ACTIVATION_MODULES.items()}
 ACTIVATION_FUNCTIONS = {torch.relu: "relu", torch.relu_: "relu", F.relu: "relu", F.relu_: "relu",
                         torch.tanh: "tanh", F.tanh: "tanh", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid",
                         F.leaky_relu: "leaky_relu", F.leaky_relu_: "leaky_relu"}

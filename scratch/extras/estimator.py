@@ -224,8 +224,7 @@ def _numbers(X):
 def _plain_X(estimator, X, reset):
     if hasattr(X, "toarray"):
         raise TypeError("sparse input is not supported: pass a dense array (X.toarray())")
-    X = np.asarray(X)
-    _numbers(X)
+    X = np.asarray(X)  # _arrays has checked its numbers
     if X.dtype.kind not in "biufUSO":
         raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
     X = X.astype(np.float64) if X.dtype.kind in "USO" else X
