@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from benchmarks.backends import TorchResidentBackend
+from common.errors import first_line
 
 COMPILE_CALLS = 3  # training steps per batch size before the step counts as warm
 MODES = {"cpu": "default", "cuda": "reduce-overhead"}
@@ -54,11 +55,6 @@ def compile_note(device_type):
     elif importlib.util.find_spec("triton") is None:
         return "inductor needs Triton to build CUDA kernels and it is not installed"
     return None
-
-
-def first_line(err):
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return f"{type(err).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 # ----------------------------------------------------------------------------- the backend
@@ -92,7 +88,7 @@ class TorchCompiledBackend(TorchResidentBackend):
                     float(self.step(idx))
             self.sync()
         except Exception as err:  # inductor's errors run to pages: one line is the report
-            raise RuntimeError(f"torch.compile(mode={self.mode!r}) failed: {first_line(err)}") from None
+            raise RuntimeError(f"torch.compile(mode={self.mode!r}) failed: {type(err).__name__}: {first_line(err)[:300]}") from None
         self.record_fields.update(
             compile_seconds=time.perf_counter() - start, compile_mode=self.mode,
             compiled_batch_sizes=sizes, compile_calls=COMPILE_CALLS,

@@ -29,7 +29,7 @@ import zipfile
 import zlib
 from typing import NamedTuple
 
-from common.errors import InputError
+from common.errors import InputError, first_line
 
 WIDEST = 8  # bytes per element of the widest dtype a model file holds: float64, the int64 counter
 MAX_DIMS = 8
@@ -84,7 +84,7 @@ def open_zip(path, limit):
         with open(path, "rb") as f:
             end = zipfile._EndRecData(f)  # the record ZipFile itself will trust, read the same way
     except (zipfile.BadZipFile, struct.error, ValueError) as err:  # a damaged zip64 end record
-        raise InputError(f"{path} is a damaged zip archive ({_first_line(err)}): save the model again") from None
+        raise InputError(f"{path} is a damaged zip archive ({first_line(err)}): save the model again") from None
     except OSError as err:
         raise InputError(f"cannot read {path}: {err.strerror or err}") from None
     if end is None:
@@ -97,7 +97,7 @@ def open_zip(path, limit):
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error, MemoryError) as err:
-        raise InputError(f"{path} is a damaged zip archive ({_first_line(err)}): save the model again") from None
+        raise InputError(f"{path} is a damaged zip archive ({first_line(err)}): save the model again") from None
     infos = archive.infolist()
     names = [info.filename for info in infos]
     problem = (f"it lists {len(infos)} members, more than {limit.entries}" if len(infos) > limit.entries
@@ -128,7 +128,7 @@ def read_member(archive, name, most, path):
             data = f.read(info.file_size)
             tail = f.read(1)  # reaching the end is what makes zipfile compare the CRC-32
     except READ_ERRORS as err:
-        raise InputError(f"{path}: {name} is damaged ({_first_line(err)}): the file is corrupt; save the "
+        raise InputError(f"{path}: {name} is damaged ({first_line(err)}): the file is corrupt; save the "
                          f"model again") from None
     if len(data) != info.file_size or tail:
         raise InputError(f"{path}: {name} holds {len(data)} bytes, not the {info.file_size} its archive "
@@ -144,7 +144,7 @@ def verify_member(archive, name, path):
             while f.read(1 << 20):
                 pass
     except READ_ERRORS as err:
-        raise InputError(f"{path}: {name} is damaged ({_first_line(err)}): the file is corrupt; save the "
+        raise InputError(f"{path}: {name} is damaged ({first_line(err)}): the file is corrupt; save the "
                          f"model again") from None
 
 
@@ -154,7 +154,7 @@ def read_head(archive, name, n, path):
         with archive.open(_info(archive, name, path)) as f:
             return f.read(n)
     except READ_ERRORS as err:
-        raise InputError(f"{path}: {name} is damaged ({_first_line(err)}): save the model again") from None
+        raise InputError(f"{path}: {name} is damaged ({first_line(err)}): save the model again") from None
 
 
 def _info(archive, name, path):
@@ -162,11 +162,6 @@ def _info(archive, name, path):
         return archive.getinfo(name)
     except KeyError:
         raise InputError(f"{path}: {name} is missing from the archive: the file is damaged") from None
-
-
-def _first_line(err):
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 # ----------------------------------------------------------------------------- .npy members

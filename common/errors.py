@@ -11,6 +11,13 @@ class InputError(ValueError):
     """
 
 
+def first_line(err):
+    """An exception's message as one line: its first non-blank line, or its type's name if it has
+    none (the rest of a message is a dump or a stack the one-line error has no room for)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 def run_cli(main, prog, argv=None):
     """Run main(argv); turn an InputError (or running out of memory) into 'prog: error: message'
     and exit status 2."""

@@ -25,7 +25,7 @@ from torch import fx, nn
 
 from common import layout
 from common.cli import Parser
-from common.errors import InputError, run_cli
+from common.errors import InputError, first_line, run_cli
 
 
 class TraceError(InputError):
@@ -168,9 +168,8 @@ def _graph(module):
     try:
         return root, qualify, fx.symbolic_trace(root).graph
     except Exception as err:  # fx raises TraceError, TypeError, RuntimeError, ... from user code
-        first = (str(err).strip().splitlines() or [""])[0]
         raise TraceError(f"{type(module).__name__} cannot be traced symbolically with torch.fx "
-                         f"({type(err).__name__}: {first}); data-dependent control flow such as "
+                         f"({type(err).__name__}: {first_line(err)}); data-dependent control flow such as "
                          f"`if x.sum() > 0` has no place in a fixed chain of layers") from None
 
 

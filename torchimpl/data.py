@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from common.errors import InputError
+from common.errors import InputError, first_line
 from common.idx import FILES, IMAGE_MAGIC, LABEL_MAGIC, MAX_IDX_BYTES, mnist_paths, parse_header, read_raw, read_verified
 
 # N examples, D features (784 = 28 * 28 pixels), C classes
@@ -60,8 +60,7 @@ def _import_torchvision():
 
 
 def _first_line(err):
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+    return f"{type(err).__name__}: {first_line(err)}" if str(err).strip() else type(err).__name__
 
 
 def _not_installed(err):

@@ -21,7 +21,7 @@ import torch
 
 from common import estimator as base
 from common.cli import ACTIVATIONS, EVAL_BATCH, MOST_FLOAT, MOST_INT, MOST_SEED, OPTIMIZERS
-from common.errors import InputError
+from common.errors import InputError, first_line
 from common.memory import check_memory
 from torchimpl.data import make_loader
 from torchimpl.toolbox.model import MLP
@@ -184,9 +184,9 @@ def _validate(estimator, X, y=None, reset=True):
     except InputError:
         raise
     except TypeError as err:
-        raise _InputTypeError(str(err).strip().splitlines()[0]) from None
+        raise _InputTypeError(first_line(err)) from None
     except ValueError as err:
-        raise InputError(str(err).strip().splitlines()[0]) from None
+        raise InputError(first_line(err)) from None
 
 
 def _arrays(estimator, X, y, reset):
